@@ -1,0 +1,1 @@
+"""mireg plugin mireg-infonce (estimators land in their own issue)."""

@@ -1,0 +1,1 @@
+"""mireg plugin mireg-mine (estimators land in their own issue)."""

@@ -1,0 +1,1 @@
+"""mireg plugin mireg-ssge (estimators land in their own issue)."""

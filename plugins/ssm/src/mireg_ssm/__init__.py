@@ -1,0 +1,1 @@
+"""mireg plugin mireg-ssm (estimators land in their own issue)."""

@@ -1,0 +1,1 @@
+"""mireg plugin mireg-stein (estimators land in their own issue)."""

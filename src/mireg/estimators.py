@@ -1,0 +1,199 @@
+"""The two contracts every estimator fulfils: :class:`ScoreEstimator` and
+:class:`MIGradientEstimator`.
+
+Both validate their inputs before the subclass sees them: a subclass writes ``score`` (or
+``forward``/``estimate``) for well-formed tensors, and the base class wraps those methods so
+that NaN/Inf, wrong ranks, too few samples or mismatched widths raise a :class:`ValueError`
+that says what was wrong and what was expected.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from mireg.options import option_specs
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _check_tensor(value: object, what: str, expected: str) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor of shape {expected}, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise ValueError(f"{what} must be a floating-point tensor of shape {expected}, got dtype {value.dtype}")
+    return value
+
+
+def _check_finite(value: Tensor, what: str) -> None:
+    if not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        raise ValueError(
+            f"{what} contains {bad} NaN/Inf value(s); estimators need finite inputs "
+            "(check the encoder output or the learning rate)"
+        )
+
+
+def check_samples(samples: object, at: object = None, *, batched: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Validate the arguments of :meth:`ScoreEstimator.score`.
+
+    Args:
+        samples: ``[M, d]`` (or ``[..., M, d]`` when ``batched``), finite, floating, ``M >= 2``.
+        at: ``None`` or ``[N, d]`` (``[..., N, d]``) with the dtype and device of ``samples``.
+    Returns:
+        The two tensors, unchanged.
+    """
+    expected = "[..., M, d]" if batched else "[M, d]"
+    x = _check_tensor(samples, "samples", expected)
+    if x.ndim < 2 or (x.ndim != 2 and not batched):
+        raise ValueError(f"samples must have shape {expected}, got shape {tuple(x.shape)} (rank {x.ndim})")
+    if x.shape[-2] < 2:
+        raise ValueError(f"score estimation needs at least 2 samples, got M = {x.shape[-2]}")
+    if x.shape[-1] < 1:
+        raise ValueError("samples must have at least one dimension (d >= 1), got d = 0")
+    _check_finite(x, "samples")
+    if at is None:
+        return x, None
+    points = _check_tensor(at, "at", expected.replace("M", "N"))
+    if points.ndim != x.ndim or points.shape[-1] != x.shape[-1] or points.shape[:-2] != x.shape[:-2]:
+        raise ValueError(
+            f"at must have shape {tuple(x.shape[:-2]) + ('N', x.shape[-1])} to match samples "
+            f"{tuple(x.shape)}, got {tuple(points.shape)}"
+        )
+    if points.dtype != x.dtype or points.device != x.device:
+        raise ValueError(
+            f"at ({points.dtype}, {points.device}) must have the dtype and device of samples "
+            f"({x.dtype}, {x.device})"
+        )
+    _check_finite(points, "at")
+    return x, points
+
+
+def check_pair(x: object, z: object) -> tuple[Tensor, Tensor]:
+    """Validate the arguments of an MI-gradient estimator and flatten them.
+
+    Args:
+        x: ``[B, ...]`` (an image batch ``[B, C, H, W]`` is fine), finite, floating.
+        z: ``[B, ...]`` with the same ``B``.
+    Returns:
+        ``x`` as ``[B, dx]`` and ``z`` as ``[B, dz]`` (views, the autograd graph is kept).
+    """
+    a = _check_tensor(x, "x", "[B, ...]")
+    b = _check_tensor(z, "z", "[B, ...]")
+    if a.ndim < 1 or b.ndim < 1:
+        raise ValueError(f"x and z need a batch dimension, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"x and z must hold the same number of samples (paired rows), got batch sizes "
+            f"{a.shape[0]} and {b.shape[0]}"
+        )
+    if a.shape[0] < 2:
+        raise ValueError(f"MI estimation needs a batch of at least 2 samples, got {a.shape[0]}")
+    _check_finite(a, "x")
+    _check_finite(b, "z")
+    return a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+
+
+def _validated_score(method: F, batched: bool) -> F:
+    @functools.wraps(method)
+    def score(self: ScoreEstimator, samples: Tensor, at: Tensor | None = None) -> Tensor:
+        samples, at = check_samples(samples, at, batched=batched)
+        return method(self, samples, at)
+
+    score.__mireg_validated__ = True  # type: ignore[attr-defined]
+    return score  # type: ignore[return-value]
+
+
+def _validated_pair(method: F) -> F:
+    @functools.wraps(method)
+    def wrapper(self: MIGradientEstimator, x: Tensor, z: Tensor, *args: Any, **kwargs: Any) -> Any:
+        x, z = check_pair(x, z)
+        return method(self, x, z, *args, **kwargs)
+
+    wrapper.__mireg_validated__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+class _Described:
+    """Class attributes shared by both contracts."""
+
+    #: The registry name; lower case, e.g. ``"ssge"``.
+    name: ClassVar[str]
+    #: Other names the estimator answers to.
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: Papers or URLs shown by ``mireg show``.
+    references: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring."""
+        doc = inspect.getdoc(cls) or ""
+        return doc.splitlines()[0].strip() if doc else ""
+
+    def options(self) -> dict[str, Any]:
+        """The option values this estimator was built with (attributes named like the options)."""
+        return {name: getattr(self, name) for name in option_specs(type(self)) if hasattr(self, name)}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.options().items())
+
+
+class ScoreEstimator(_Described, abc.ABC):
+    """Estimates the score ∇ log q(x) of a distribution known only through samples.
+
+    Subclasses set ``name``, take their options as keyword-only ``__init__`` parameters and
+    implement ``score``. Inputs reach ``score`` validated (see :func:`check_samples`).
+    Nonparametric estimators fit from scratch at every call; parametric ones (a score network)
+    set ``parametric = True``, subclass :class:`torch.nn.Module` too and keep training.
+    """
+
+    #: Whether ``score`` accepts leading batch dimensions ``[..., M, d]``.
+    batched: ClassVar[bool] = False
+    #: Whether the estimator keeps learned state across calls (then it is an ``nn.Module``).
+    parametric: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        method = cls.__dict__.get("score")
+        if method is not None and not getattr(method, "__mireg_validated__", False):
+            cls.score = _validated_score(method, cls.batched)  # type: ignore[method-assign]
+
+    @abc.abstractmethod
+    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+        """Fit on ``samples`` ``[M, d]`` and return the score at ``at`` ``[N, d]`` (default: at
+        the samples), shape ``[N, d]`` (``[M, d]``), in the dtype and device of the input."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class MIGradientEstimator(_Described, nn.Module):
+    """A module whose scalar output has the gradient of I(x; z) (an estimate of it).
+
+    ``forward(x, z)`` returns a scalar surrogate: backpropagating it gives an estimate of
+    ∇I(x; z) w.r.t. everything upstream of ``x`` and ``z`` (and trains any critic, which is a
+    submodule, so ``mi.parameters()`` belongs in the optimizer). ``estimate(x, z)`` returns the
+    MI value for bound estimators and ``None`` for pure gradient estimators (MIGE). Both receive
+    ``x`` as ``[B, dx]`` and ``z`` as ``[B, dz]``: inputs are validated and flattened first.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for attribute in ("forward", "estimate"):
+            method = cls.__dict__.get(attribute)
+            if method is not None and not getattr(method, "__mireg_validated__", False):
+                setattr(cls, attribute, _validated_pair(method))
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        """Scalar surrogate whose gradient estimates ∇I(x; z); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, z)")
+
+    def estimate(self, x: Tensor, z: Tensor) -> Tensor | None:
+        """The MI estimate in nats as a 0-dim tensor, or ``None`` for gradient-only estimators."""
+        raise NotImplementedError(f"{type(self).__name__} must implement estimate(x, z)")

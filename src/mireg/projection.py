@@ -1,0 +1,26 @@
+"""Random projection of high-dimensional inputs (paper eq. 18-19, "scalable SSGE")."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def random_projection(
+    in_dim: int,
+    out_dim: int,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """A ``[out_dim, in_dim]`` Gaussian matrix R whose columns have unit length.
+
+    ``x @ R.T`` maps ``[B, in_dim]`` to ``[B, out_dim]``. Distances shrink by about
+    ``sqrt(in_dim / out_dim)`` only up to a common scale, which the median-heuristic bandwidth
+    and the batch preconditioning of MIGE absorb.
+    """
+    if out_dim < 1 or in_dim < 1:
+        raise ValueError(f"projection sizes must be positive, got in_dim={in_dim}, out_dim={out_dim}")
+    matrix = torch.randn(out_dim, in_dim, generator=generator, dtype=dtype, device=generator.device if generator else device)
+    return (matrix / matrix.norm(dim=0, keepdim=True)).to(device=device)

@@ -1,0 +1,312 @@
+"""Discovery and lookup of estimators (and tasks) provided by plugins.
+
+Every plugin is loaded in isolation: one that fails to import, implements a hook that does
+not exist, or raises while registering is recorded as ``failed`` (with its distribution,
+version and error) and every other plugin keeps working. When two plugins register the same
+name, both stay reachable as ``"<distribution>/<name>"`` and the bare name raises
+:class:`~mireg.errors.AmbiguousEstimatorError`; load order never decides.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import types
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+import pluggy
+
+from mireg import hookspecs
+from mireg.errors import AmbiguousEstimatorError, PluginError, UnknownEstimatorError
+from mireg.estimators import MIGradientEstimator, ScoreEstimator
+from mireg.options import validate_options
+
+KINDS = ("score", "mi_gradient", "task")
+_KIND_WORDS = {"score": "score estimator", "mi_gradient": "MI-gradient estimator", "task": "task"}
+_INSTALL_HINT = {
+    "score": "install a plugin, e.g. `pip install mireg-ssge` (or `pip install plugins/ssge` in a checkout)",
+    "mi_gradient": "install a plugin, e.g. `pip install mireg-mine` (or `pip install plugins/mine`)",
+    "task": "tasks ship with mireg itself; is the installation complete?",
+}
+
+
+class MiregPluginWarning(UserWarning):
+    """A plugin failed to load; the others keep working."""
+
+
+@attrs.frozen
+class EstimatorInfo:
+    """What the registry knows of one registered class.
+
+    Attributes:
+        name: the primary name (``cls.name``).
+        kind: ``"score"``, ``"mi_gradient"`` or ``"task"``.
+        plugin: the distribution that registered it (``"mireg"`` for built-ins).
+        version: that distribution's version.
+        summary: first line of the class docstring.
+        aliases: further names.
+        cls: the registered class.
+    """
+
+    name: str
+    kind: str
+    plugin: str
+    version: str
+    summary: str
+    aliases: tuple[str, ...] = ()
+    cls: type = attrs.field(default=object, repr=False, eq=False)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.plugin}/{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "plugin": self.plugin,
+            "version": self.version,
+            "summary": self.summary,
+            "aliases": list(self.aliases),
+        }
+
+
+@attrs.frozen
+class PluginInfo:
+    """One plugin as ``mireg plugins`` reports it."""
+
+    distribution: str
+    version: str
+    status: str  # "ok" or "failed"
+    error: str | None = None
+    estimators: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": self.status,
+            "error": self.error,
+            "estimators": list(self.estimators),
+        }
+
+
+def normalize(name: str) -> str:
+    """Names are matched case-insensitively, with ``_`` and ``-`` equivalent."""
+    return name.strip().lower().replace("_", "-")
+
+
+_BASES: dict[str, type] = {"score": ScoreEstimator, "mi_gradient": MIGradientEstimator}
+
+
+def _marked_hooks(plugin: object) -> dict[str, Callable[..., Any]]:
+    """The attributes of ``plugin`` carrying the ``mireg.hookimpl`` marker."""
+    marker = f"{hookspecs.PROJECT}_impl"
+    found = {}
+    for attribute in dir(plugin):
+        value = getattr(plugin, attribute, None)
+        if callable(value) and hasattr(value, marker):
+            found[attribute] = value
+    return found
+
+
+class Registry:
+    """Estimators and tasks by kind and name, filled by plugins through the hooks."""
+
+    def __init__(self) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self._entries: dict[str, dict[str, list[EstimatorInfo]]] = {kind: {} for kind in KINDS}
+        self._plugins: list[PluginInfo] = []
+
+    # ----------------------------------------------------------------- loading
+    def load_entry_points(self) -> None:
+        """Load every plugin named in the ``mireg.plugins`` entry-point group, in name order."""
+        points = sorted(
+            importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP),
+            key=lambda ep: (ep.dist.name if ep.dist else "", ep.name),
+        )
+        for ep in points:
+            distribution = ep.dist.name if ep.dist else ep.name
+            version = ep.dist.version if ep.dist else "unknown"
+            try:
+                plugin = ep.load()
+            except Exception as error:  # noqa: BLE001 - isolate every plugin
+                self._fail(distribution, version, f"import of {ep.value!r} failed: {type(error).__name__}: {error}")
+                continue
+            self.register_plugin(plugin, distribution=distribution, version=version, raise_errors=False)
+
+    def _fail(self, distribution: str, version: str, error: str) -> PluginInfo:
+        info = PluginInfo(distribution, version, "failed", error)
+        self._plugins.append(info)
+        warnings.warn(
+            f"mireg plugin {distribution} {version} failed to load and is skipped: {error}",
+            MiregPluginWarning,
+            stacklevel=3,
+        )
+        return info
+
+    def register_plugin(
+        self,
+        plugin: object,
+        *,
+        distribution: str,
+        version: str = "0",
+        raise_errors: bool = True,
+    ) -> PluginInfo:
+        """Register the hook implementations of ``plugin`` (a module or any object).
+
+        With ``raise_errors`` a broken plugin raises :class:`~mireg.errors.PluginError`;
+        otherwise it is recorded as failed, a :class:`MiregPluginWarning` is issued, and
+        nothing it registered is kept.
+        """
+        added: list[EstimatorInfo] = []
+        try:
+            hooks = _marked_hooks(plugin)
+            for hook in hooks:
+                if hook not in hookspecs.HOOK_KINDS:
+                    close = difflib.get_close_matches(hook, list(hookspecs.HOOK_KINDS), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise PluginError(
+                        f"{hook!r} is not a mireg hook{hint} (hooks: {', '.join(hookspecs.HOOK_KINDS)})"
+                    )
+            try:
+                self._pm.register(plugin, name=f"{distribution}:{id(plugin)}")
+            except pluggy.PluginValidationError as error:
+                raise PluginError(str(error)) from error
+            for hook, function in hooks.items():
+                kind = hookspecs.HOOK_KINDS[hook]
+                function(register=self._registrar(kind, distribution, version, added))
+        except Exception as error:  # noqa: BLE001 - isolate every plugin
+            self._forget(added)
+            if self._pm.is_registered(plugin):
+                self._pm.unregister(plugin)
+            if raise_errors:
+                if isinstance(error, PluginError):
+                    raise
+                raise PluginError(f"plugin {distribution} {version} failed to register: {error}") from error
+            return self._fail(distribution, version, f"{type(error).__name__}: {error}")
+        info = PluginInfo(distribution, version, "ok", None, tuple(entry.name for entry in added))
+        self._plugins.append(info)
+        return info
+
+    def _registrar(
+        self, kind: str, distribution: str, version: str, added: list[EstimatorInfo]
+    ) -> hookspecs.Register:
+        def register(cls: type, aliases: Iterable[str] = ()) -> None:
+            base = _BASES.get(kind)
+            if not isinstance(cls, type) or (base is not None and not issubclass(cls, base)):
+                expected = base.__name__ if base else "a class"
+                raise PluginError(f"register() for a {_KIND_WORDS[kind]} takes a subclass of {expected}, got {cls!r}")
+            name = getattr(cls, "name", None)
+            if not isinstance(name, str) or not name.strip() or "/" in name:
+                raise PluginError(f"{cls.__qualname__} needs a class attribute `name` (a non-empty string without '/')")
+            names = (name, *tuple(getattr(cls, "aliases", ())), *tuple(aliases))
+            summary = cls.summary() if hasattr(cls, "summary") else (cls.__doc__ or "").strip().split("\n")[0]
+            info = EstimatorInfo(name, kind, distribution, version, summary, tuple(names[1:]), cls)
+            for key in dict.fromkeys(normalize(n) for n in names):
+                mine = [e for e in self._entries[kind].get(key, []) if e.plugin == distribution]
+                if mine:
+                    raise PluginError(f"{distribution} registers the {_KIND_WORDS[kind]} name {key!r} twice")
+                self._entries[kind].setdefault(key, []).append(info)
+            added.append(info)
+
+        return register
+
+    def _forget(self, infos: list[EstimatorInfo]) -> None:
+        for table in self._entries.values():
+            for key in list(table):
+                table[key] = [e for e in table[key] if all(e is not i for i in infos)]
+                if not table[key]:
+                    del table[key]
+
+    # ----------------------------------------------------------------- lookup
+    def plugins(self) -> list[PluginInfo]:
+        return sorted(self._plugins, key=lambda p: p.distribution)
+
+    def list(self, kind: str | None = None) -> list[EstimatorInfo]:
+        """One record per registered class (aliases folded in), sorted by kind and name."""
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
+        seen: dict[int, EstimatorInfo] = {}
+        for k in KINDS if kind is None else (kind,):
+            for entries in self._entries[k].values():
+                for entry in entries:
+                    seen.setdefault(id(entry), entry)
+        return sorted(seen.values(), key=lambda e: (KINDS.index(e.kind), e.name, e.plugin))
+
+    def get(self, kind: str, name: str) -> EstimatorInfo:
+        """The class registered as ``name`` (or ``"<distribution>/<name>"``) of ``kind``."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"an estimator name must be a string, got {type(name).__name__}")
+        plugin, _, short = name.rpartition("/")
+        entries = self._entries[kind].get(normalize(short), [])
+        if plugin:
+            entries = [e for e in entries if normalize(e.plugin) == normalize(plugin)]
+        if len(entries) == 1:
+            return entries[0]
+        if len(entries) > 1:
+            both = ", ".join(repr(e.qualified_name) for e in entries)
+            raise AmbiguousEstimatorError(
+                f"{_KIND_WORDS[kind]} name {short!r} is registered by several plugins; "
+                f"choose one of {both}"
+            )
+        raise UnknownEstimatorError(self._unknown_message(kind, name))
+
+    def _unknown_message(self, kind: str, name: str) -> str:
+        word = _KIND_WORDS[kind]
+        known = sorted(self._entries[kind])
+        message = f"unknown {word} {name!r}."
+        close = difflib.get_close_matches(normalize(name.rpartition("/")[2]), known, n=3, cutoff=0.6)
+        if close:
+            message += f" Did you mean {' or '.join(repr(c) for c in close)}?"
+        for other in KINDS:
+            if other != kind and normalize(name.rpartition("/")[2]) in self._entries[other]:
+                message += f" {name!r} is a {_KIND_WORDS[other]}, not a {word}."
+        message += f" Known {word}s: {', '.join(known) if known else 'none'}"
+        if not known:
+            message += f" ({_INSTALL_HINT[kind]})"
+        failed = [p for p in self._plugins if p.status == "failed"]
+        if failed:
+            message += ". Plugins that failed to load: " + "; ".join(
+                f"{p.distribution} {p.version}: {p.error}" for p in failed
+            )
+        return message + "."
+
+    def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None, *, where: str = "") -> Any:
+        """Build the estimator ``name`` of ``kind`` with validated ``options``."""
+        info = self.get(kind, name)
+        return info.cls(**validate_options(info.cls, dict(options or {}), where=where))
+
+
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry: built-in estimators plus every installed plugin."""
+    global _default
+    if _default is None:
+        registry = Registry()
+        for module in _builtin_plugins():
+            registry.register_plugin(module, distribution="mireg", version=_version())
+        registry.load_entry_points()
+        _default = registry
+    return _default
+
+
+def _builtin_plugins() -> list[types.ModuleType]:
+    from mireg import builtins
+
+    return [builtins]
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("mireg")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
