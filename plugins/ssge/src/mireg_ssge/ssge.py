@@ -1,0 +1,151 @@
+"""The Spectral Stein Gradient Estimator (Shi, Sun & Zhu, ICML 2018)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from mireg.estimators import ScoreEstimator
+from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth
+
+Eigensolver = Literal["eigh", "subspace"]
+
+#: Threshold used when neither ``threshold`` nor ``n_eigen`` is given.
+DEFAULT_THRESHOLD = 0.99
+#: Extra columns of the subspace-iteration block beyond the eigenpairs kept.
+OVERSAMPLE = 10
+#: Power iterations of the subspace solver (each one is one ``[M, M] @ [M, k]`` product).
+POWER_ITERATIONS = 2
+
+
+def _subspace_eigenpairs(kernel: Tensor, block: int) -> tuple[Tensor, Tensor]:
+    """Leading eigenpairs of a PSD ``kernel`` ``[..., M, M]`` by randomized subspace iteration.
+
+    The start block is Gaussian from a generator seeded with 0 on the kernel's device, so the
+    result is deterministic and the global RNG is untouched. Returns eigenvalues ``[..., block]``
+    (descending) and eigenvectors ``[..., M, block]`` (Rayleigh-Ritz on the final subspace).
+    """
+    generator = torch.Generator(device=kernel.device).manual_seed(0)
+    start = torch.randn(
+        (*kernel.shape[:-1], block), generator=generator, dtype=kernel.dtype, device=kernel.device
+    )
+    basis = torch.linalg.qr(kernel @ start).Q
+    for _ in range(POWER_ITERATIONS):
+        basis = torch.linalg.qr(kernel @ basis).Q
+    evals, small = torch.linalg.eigh(basis.mT @ kernel @ basis)
+    return evals.flip(-1), (basis @ small).flip(-1)
+
+
+class SSGE(ScoreEstimator):
+    """Spectral Stein gradient estimator: Nyström eigenfunctions of an RBF kernel + Stein's identity.
+
+    The score is expanded in the J leading eigenfunctions of the kernel operator, estimated by
+    Nyström from the eigenpairs (λ_j, u_j) of the Gram matrix K; Stein's identity gives the
+    coefficients. With G = ⟨∇, K⟩ (the kernel gradient summed over samples, ``K X`` and the row
+    sums of K, see :func:`mireg.kernels.rbf_grad_sum`) the estimate reduces to
+
+        ŝ(x) = −k(x, X) U diag(1/(λ + η)²) Uᵀ G,   at the samples  −U diag(λ/(λ + η)²) Uᵀ G,
+
+    so memory is O(M² + M d) and no ``[M, M, d]`` tensor is built. The ridge η shifts the
+    eigenvalues (no matrix is formed for it). Eigenpairs with λ ≤ M·eps·λ_max are numerically
+    zero and always dropped. With ``n_eigen = M``, ``eta = 0`` and the ``"eigh"`` solver the
+    estimate equals the Stein estimator with ``eta = 0`` (−K⁻¹ G at the samples).
+
+    Defaults, measured with ``benchmarks/score_accuracy.py`` (see its table): DEFAULTS_NOTE
+
+    Options:
+      threshold: keep the leading eigenvalues whose cumulative share of trace(K) is below this, in (0, 1) (default 0.99 when n_eigen is not given); never keeps all M nor none
+      n_eigen: keep exactly this many leading eigenpairs, 1 <= n_eigen <= M (n_eigen = M keeps the full spectrum); excludes threshold
+      bandwidth: fixed RBF bandwidth h > 0 in k(x, y) = exp(-|x - y|^2 / (2 h^2)); None for the median heuristic
+      bandwidth_multiplier: h = bandwidth_multiplier * median pairwise distance (median heuristic only)
+      eta: ridge added to the eigenvalues, >= 0
+      eigensolver: "eigh" (full spectrum) or "subspace" (randomized subspace iteration on the top block; falls back to eigh when the block would exceed M/4)
+    """
+
+    name = "ssge"
+    batched = True
+    references = ("Shi, Sun & Zhu, A Spectral Approach to Gradient Estimation for Implicit Distributions, ICML 2018",)
+
+    def __init__(
+        self,
+        *,
+        threshold: float | None = None,
+        n_eigen: int | None = None,
+        bandwidth: float | None = None,
+        bandwidth_multiplier: float = 1.0,
+        eta: float = 0.0,
+        eigensolver: Eigensolver = "subspace",
+    ) -> None:
+        if threshold is not None and n_eigen is not None:
+            raise ValueError(f"give either threshold or n_eigen, not both (got threshold={threshold}, n_eigen={n_eigen})")
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        if n_eigen is not None and n_eigen < 1:
+            raise ValueError(f"n_eigen must be a positive integer, got {n_eigen}")
+        if bandwidth is not None and not bandwidth > 0:
+            raise ValueError(f"bandwidth must be > 0 or None (median heuristic), got {bandwidth}")
+        if bandwidth is not None and bandwidth_multiplier != 1.0:
+            raise ValueError("bandwidth_multiplier applies to the median heuristic only; leave it at 1 with a fixed bandwidth")
+        if not bandwidth_multiplier > 0:
+            raise ValueError(f"bandwidth_multiplier must be > 0, got {bandwidth_multiplier}")
+        if not eta >= 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        if eigensolver not in ("eigh", "subspace"):
+            raise ValueError(f"eigensolver must be 'eigh' or 'subspace', got {eigensolver!r}")
+        self.threshold = threshold
+        self.n_eigen = n_eigen
+        self.bandwidth = bandwidth
+        self.bandwidth_multiplier = bandwidth_multiplier
+        self.eta = eta
+        self.eigensolver: Eigensolver = eigensolver
+
+    def _kept(self, evals: Tensor, trace: Tensor, m: int, cap: int) -> Tensor:
+        """Mask ``[..., k]`` of the kept eigenpairs, from descending ``evals`` ``[..., k]`` of an
+        ``[M, M]`` kernel with ``trace`` ``[...]``; at most ``cap`` are kept."""
+        if self.n_eigen is not None:
+            count = torch.full(evals.shape[:-1], min(self.n_eigen, cap), device=evals.device)
+        else:
+            threshold = DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+            share = evals.cumsum(-1) / trace.unsqueeze(-1)
+            count = (share < threshold).sum(-1).clamp(1, cap)
+        index = torch.arange(evals.shape[-1], device=evals.device)
+        floor = evals[..., :1] * m * torch.finfo(evals.dtype).eps
+        return (index < count.unsqueeze(-1)) & (evals > floor)
+
+    def _eigenpairs(self, kernel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Eigenvalues ``[..., k]``, eigenvectors ``[..., M, k]`` and kept mask ``[..., k]``."""
+        m = kernel.shape[-1]
+        trace = kernel.diagonal(dim1=-2, dim2=-1).sum(-1)
+        cap = m if self.n_eigen is not None else m - 1
+        if self.n_eigen is not None and self.n_eigen > m:
+            raise ValueError(f"n_eigen = {self.n_eigen} exceeds the number of samples M = {m}; use n_eigen <= M")
+        if self.eigensolver == "subspace":
+            block = (self.n_eigen if self.n_eigen is not None else 32) + OVERSAMPLE
+            while 4 * block <= m:
+                evals, evecs = _subspace_eigenpairs(kernel, block)
+                keep = self._kept(evals, trace, m, min(cap, block - OVERSAMPLE))
+                if self.n_eigen is not None or bool((keep.sum(-1) < block - OVERSAMPLE).all()):
+                    return evals, evecs, keep
+                block = 2 * block
+        evals, evecs = torch.linalg.eigh(kernel)
+        evals, evecs = evals.flip(-1), evecs.flip(-1)
+        return evals, evecs, self._kept(evals, trace, m, cap)
+
+    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+        """Fit on ``samples`` ``[..., M, d]``; return the score at ``at`` ``[..., N, d]`` (default:
+        at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
+        sq = pairwise_sq_dists(samples, samples)
+        h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
+        kernel = rbf_kernel(sq, h)
+        grad = rbf_grad_sum(kernel, samples, h)
+        evals, evecs, keep = self._eigenpairs(kernel)
+        shifted = evals + self.eta
+        coefficients = evecs.mT @ grad  # [..., k, d]
+        if at is None:
+            weights = torch.where(keep, evals / shifted.pow(2), 0.0)
+            return -(evecs * weights.unsqueeze(-2)) @ coefficients
+        weights = torch.where(keep, shifted.pow(-2), 0.0)
+        cross = rbf_kernel(pairwise_sq_dists(at, samples), h)
+        return -(cross @ (evecs * weights.unsqueeze(-2))) @ coefficients

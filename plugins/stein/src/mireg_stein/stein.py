@@ -1,0 +1,83 @@
+"""The Stein gradient estimator (Li & Turner, ICLR 2018)."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from mireg.estimators import ScoreEstimator
+from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth
+
+#: Smallest ridge that keeps the float32 Cholesky factorisation reliable (measured up to M = 2048).
+FLOAT32_MIN_ETA = 1e-3
+
+
+class Stein(ScoreEstimator):
+    """Stein gradient estimator: ĝ = −(K + ηI)⁻¹ ⟨∇, K⟩ at the samples, by a Cholesky solve.
+
+    K is the RBF Gram matrix of the samples and ⟨∇, K⟩ the kernel gradient summed over samples
+    (``K X`` and the row sums of K, see :func:`mireg.kernels.rbf_grad_sum`); memory is
+    O(M² + M d). Out of sample (``at`` given), the in-sample estimates are interpolated with the
+    kernel, ŝ(x) = k(x, X) (K + ηI)⁻¹ ĝ = −k(x, X) (K + ηI)⁻² ⟨∇, K⟩: the Nyström extension of the
+    untruncated spectral estimator, i.e. SSGE with ``n_eigen = M`` and the same ``eta``. (With
+    η > 0 it does not reproduce ĝ exactly at the samples themselves.)
+
+    In float32, η < 1e-3 makes the factorisation unreliable (the RBF Gram matrix has
+    eigenvalues down to ~1e-7 at d = 10, M = 2048) and warns; a factorisation that fails raises
+    a ``ValueError`` asking for a larger ``eta`` or float64.
+
+    Defaults, measured with ``benchmarks/score_accuracy.py`` (see its table): DEFAULTS_NOTE
+
+    Options:
+      eta: ridge η > 0 added to the diagonal of K (>= 1e-3 in float32)
+      bandwidth: fixed RBF bandwidth h > 0 in k(x, y) = exp(-|x - y|^2 / (2 h^2)); None for the median heuristic
+      bandwidth_multiplier: h = bandwidth_multiplier * median pairwise distance (median heuristic only)
+    """
+
+    name = "stein"
+    batched = True
+    references = ("Li & Turner, Gradient Estimators for Implicit Models, ICLR 2018",)
+
+    def __init__(
+        self, *, eta: float = 0.01, bandwidth: float | None = None, bandwidth_multiplier: float = 1.0
+    ) -> None:
+        if not eta >= 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        if bandwidth is not None and not bandwidth > 0:
+            raise ValueError(f"bandwidth must be > 0 or None (median heuristic), got {bandwidth}")
+        if bandwidth is not None and bandwidth_multiplier != 1.0:
+            raise ValueError("bandwidth_multiplier applies to the median heuristic only; leave it at 1 with a fixed bandwidth")
+        if not bandwidth_multiplier > 0:
+            raise ValueError(f"bandwidth_multiplier must be > 0, got {bandwidth_multiplier}")
+        self.eta = eta
+        self.bandwidth = bandwidth
+        self.bandwidth_multiplier = bandwidth_multiplier
+
+    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+        """Fit on ``samples`` ``[..., M, d]``; return the score at ``at`` ``[..., N, d]`` (default:
+        at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
+        if samples.dtype == torch.float32 and self.eta < FLOAT32_MIN_ETA:
+            warnings.warn(
+                f"Stein with eta = {self.eta} in float32 is numerically unsafe (the Cholesky solve "
+                f"loses all accuracy or fails); use eta >= {FLOAT32_MIN_ETA} or float64 samples",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        sq = pairwise_sq_dists(samples, samples)
+        h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
+        kernel = rbf_kernel(sq, h)
+        grad = rbf_grad_sum(kernel, samples, h)
+        kernel.diagonal(dim1=-2, dim2=-1).add_(self.eta)
+        factor, info = torch.linalg.cholesky_ex(kernel)
+        if bool((info > 0).any()):
+            raise ValueError(
+                f"K + eta*I is not numerically positive definite (eta = {self.eta}, {samples.dtype}, "
+                f"M = {samples.shape[-2]}); use a larger eta (e.g. 1e-2) or float64 samples"
+            )
+        estimate = -torch.cholesky_solve(grad, factor)
+        if at is None:
+            return estimate
+        cross = rbf_kernel(pairwise_sq_dists(at, samples), h)
+        return cross @ torch.cholesky_solve(estimate, factor)
