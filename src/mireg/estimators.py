@@ -63,7 +63,7 @@ def check_samples(samples: object, at: object = None, *, batched: bool = False) 
     points = _check_tensor(at, "at", expected.replace("M", "N"))
     if points.ndim != x.ndim or points.shape[-1] != x.shape[-1] or points.shape[:-2] != x.shape[:-2]:
         raise ValueError(
-            f"at must have shape {tuple(x.shape[:-2]) + ('N', x.shape[-1])} to match samples "
+            f"at must have shape {(*x.shape[:-2], 'N', x.shape[-1])} to match samples "
             f"{tuple(x.shape)}, got {tuple(points.shape)}"
         )
     if points.dtype != x.dtype or points.device != x.device:

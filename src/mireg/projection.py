@@ -22,5 +22,6 @@ def random_projection(
     """
     if out_dim < 1 or in_dim < 1:
         raise ValueError(f"projection sizes must be positive, got in_dim={in_dim}, out_dim={out_dim}")
-    matrix = torch.randn(out_dim, in_dim, generator=generator, dtype=dtype, device=generator.device if generator else device)
+    draw_on = generator.device if generator is not None else device
+    matrix = torch.randn(out_dim, in_dim, generator=generator, dtype=dtype, device=draw_on)
     return (matrix / matrix.norm(dim=0, keepdim=True)).to(device=device)

@@ -134,7 +134,7 @@ class Registry:
             version = ep.dist.version if ep.dist else "unknown"
             try:
                 plugin = ep.load()
-            except Exception as error:  # noqa: BLE001 - isolate every plugin
+            except Exception as error:
                 self._fail(distribution, version, f"import of {ep.value!r} failed: {type(error).__name__}: {error}")
                 continue
             self.register_plugin(plugin, distribution=distribution, version=version, raise_errors=False)
@@ -180,7 +180,7 @@ class Registry:
             for hook, function in hooks.items():
                 kind = hookspecs.HOOK_KINDS[hook]
                 function(register=self._registrar(kind, distribution, version, added))
-        except Exception as error:  # noqa: BLE001 - isolate every plugin
+        except Exception as error:
             self._forget(added)
             if self._pm.is_registered(plugin):
                 self._pm.unregister(plugin)

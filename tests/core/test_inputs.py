@@ -1,0 +1,63 @@
+"""Input validation done by the base classes before any estimator code runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import GaussianScore, ZeroMI
+
+GOOD = torch.randn(16, 3)
+
+
+@pytest.mark.parametrize(
+    ("samples", "at", "message"),
+    [
+        (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), None, "samples contains 1 NaN/Inf"),
+        (torch.tensor([[0.0, float("inf")], [1.0, 2.0]]), None, "samples contains 1 NaN/Inf"),
+        (torch.randn(1, 3), None, "at least 2 samples, got M = 1"),
+        (torch.randn(5), None, r"shape \[M, d\], got shape \(5,\) \(rank 1\)"),
+        (torch.randn(2, 5, 3), None, r"shape \[M, d\], got shape \(2, 5, 3\)"),
+        (GOOD, torch.randn(4, 2), r"at must have shape \('N', 3\)"),
+        (GOOD, torch.randn(4, 3, dtype=torch.float64), "must have the dtype and device of samples"),
+        (torch.arange(6).reshape(3, 2), None, "floating-point"),
+    ],
+)
+def test_bad_samples_raise_clear_errors(samples: torch.Tensor, at: torch.Tensor | None, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        GaussianScore().score(samples, at)
+
+
+def test_non_tensor_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="samples must be a torch.Tensor"):
+        GaussianScore().score([[0.0, 1.0], [1.0, 0.0]])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("x", "z", "message"),
+    [
+        (torch.randn(4, 2), torch.randn(5, 2), "same number of samples .* got batch sizes 4 and 5"),
+        (torch.randn(1, 2), torch.randn(1, 2), "at least 2 samples, got 1"),
+        (torch.full((3, 2), float("nan")), torch.randn(3, 2), "x contains 6 NaN/Inf"),
+        (torch.randn(3, 2), torch.full((3, 1), float("nan")), "z contains 3 NaN/Inf"),
+    ],
+)
+def test_bad_pairs_raise_clear_errors(x: torch.Tensor, z: torch.Tensor, message: str) -> None:
+    mi = ZeroMI()
+    with pytest.raises(ValueError, match=message):
+        mi(x, z)
+    with pytest.raises(ValueError, match=message):
+        mi.estimate(x, z)
+
+
+def test_pairs_are_flattened_keeping_the_graph() -> None:
+    images = torch.randn(4, 3, 2, 2, requires_grad=True)
+    seen = {}
+
+    class Spy(ZeroMI):
+        def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            seen["shape"] = (tuple(x.shape), tuple(z.shape))
+            return x.sum()
+
+    Spy()(images, torch.randn(4, 5)).backward()
+    assert seen["shape"] == ((4, 12), (4, 5))
+    assert images.grad is not None and torch.equal(images.grad, torch.ones_like(images))
