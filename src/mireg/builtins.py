@@ -10,3 +10,10 @@ def register_mi_gradient_estimators(register: Register) -> None:
     from mireg.mige import MIGE
 
     register(MIGE)
+
+
+@hookimpl
+def register_tasks(register: Register) -> None:
+    from mireg.tasks import IB
+
+    register(IB)

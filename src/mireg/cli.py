@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from mireg.errors import MiregError
 from mireg.options import option_specs
@@ -91,6 +92,58 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Functions adding more sub-commands (the trainer's ``run`` and ``check``).
 _PARSER_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+
+
+def _add_training_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="train a TOML configuration (progress, checkpoints, metrics, results)")
+    p.add_argument("config", help="path of the TOML configuration")
+    p.add_argument("--out", default=None, help="output directory (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
+    p.add_argument("--seed", type=int, default=None, help="override train.seed")
+    p.add_argument("--device", default=None, help="override train.device: cpu, cuda, cuda:N or auto")
+    p = sub.add_parser("check", help="validate a configuration (names, options, types, paths) without training")
+    p.add_argument("config", help="path of the TOML configuration")
+
+
+_PARSER_EXTENSIONS.append(_add_training_commands)
+
+
+def _resolved_config(args: argparse.Namespace) -> Any:
+    from mireg.config import load_config, resolve
+
+    config = load_config(args.config)
+    overrides = {key: getattr(args, key, None) for key in ("seed", "device")}
+    return resolve(config.with_train(**{key: value for key, value in overrides.items() if value is not None}))
+
+
+@command("check")
+def _check(args: argparse.Namespace) -> int:
+    resolved = _resolved_config(args)
+    config = resolved.config
+    estimator = f", estimator {config.estimator.name}" if config.estimator else ""
+    print(
+        f"{args.config}: ok (task {config.task.name}, data {config.data.name}{estimator}, "
+        f"{resolved.train.epochs} epochs on {resolved.train.device})"
+    )
+    return 0
+
+
+@command("run")
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mireg.training import Interrupted, Trainer, results_table
+
+    resolved = _resolved_config(args)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    try:
+        results = Trainer(resolved, out).run(resume=args.resume)
+    except Interrupted as stop:
+        print(f"mireg run: {stop}", file=sys.stderr)
+        return 128 + stop.signal
+    print(results_table(results, resolved.task_cls.headline))
+    print(f"results: {out / 'results.json'}  metrics: {out / 'metrics.jsonl'}  curves: {out / 'curves.png'}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,39 @@
+"""Datasets by name: ``digits``, ``mnist``, ``synthetic`` (see :func:`dataset`)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from mireg.data.base import Dataset, Split, Splits, epoch_order, steps_per_epoch, training_batches
+from mireg.data.digits import Digits
+from mireg.data.mnist import MNIST
+from mireg.data.synthetic import Synthetic
+from mireg.errors import ConfigError
+from mireg.options import validate_options
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "Split",
+    "Splits",
+    "dataset",
+    "epoch_order",
+    "steps_per_epoch",
+    "training_batches",
+]
+
+#: Dataset classes by ``[data] name``.
+DATASETS: dict[str, type[Dataset]] = {cls.name: cls for cls in (Digits, MNIST, Synthetic)}
+
+
+def dataset(name: str, options: Mapping[str, Any] | None = None, *, where: str = "data.options.") -> Dataset:
+    """The dataset ``name`` built with validated ``options``; unknown names suggest close ones."""
+    cls = DATASETS.get(name)
+    if cls is None:
+        close = difflib.get_close_matches(name, list(DATASETS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"data.name: unknown dataset {name!r}.{hint} Known datasets: {', '.join(sorted(DATASETS))}")
+    built: Dataset = cls(**validate_options(cls, dict(options or {}), where=where))
+    return built

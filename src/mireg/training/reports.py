@@ -1,0 +1,64 @@
+"""What a run leaves behind besides checkpoints: metrics lines, the curve plot, results and the table."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def write_metrics(path: Path, history: Sequence[dict[str, Any]]) -> None:
+    """Rewrite the JSON-lines metrics file from the per-epoch history (one object per epoch)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def plot_curves(path: Path, history: Sequence[dict[str, Any]]) -> None:
+    """Training loss (left) and every ``*_error`` metric (right) against the epoch, as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 3.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    loss_axes, error_axes = figure.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    for key in ("train_loss", "train_ce"):
+        if history and key in history[0]:
+            loss_axes.plot(epochs, [row[key] for row in history], label=key)
+    loss_axes.set(xlabel="epoch", ylabel="loss", title="training loss")
+    loss_axes.legend()
+    for key in (k for k in (history[0] if history else {}) if k.endswith("_error")):
+        error_axes.plot(epochs, [100 * row[key] for row in history], label=key)
+    error_axes.set(xlabel="epoch", ylabel="error (%)", title="error")
+    error_axes.legend()
+    figure.savefig(path, dpi=100)
+
+
+def _format(key: str, value: Any) -> str:
+    if isinstance(value, float) and key.endswith("_error"):
+        return f"{100 * value:.2f}%"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def results_table(results: dict[str, Any], headline: str) -> str:
+    """A short markdown table of the run: what ran, then the final metrics, ``headline`` first."""
+    keys = ("task", "method", "estimator", "beta", "dataset", "seed", "epochs")
+    facts = {k: results[k] for k in keys if results.get(k) is not None}
+    metrics = results["metrics"]
+    order = [headline, *sorted(k for k in metrics if k != headline and k.endswith(("_error", "_nll", "_loss")))]
+    rows = [f"| {key} | {_format(key, value)} |" for key, value in facts.items()]
+    rows += [f"| {key} | {_format(key, metrics[key])} |" for key in order if key in metrics]
+    rows.append(f"| runtime | {results['runtime_s']:.1f} s |")
+    return "\n".join(["| | |", "|---|---|", *rows])
