@@ -26,9 +26,8 @@ def pairwise_sq_dists(x: Tensor, y: Tensor) -> Tensor:
     origin = y[..., :1, :]
     x = x - origin
     y = y - origin
-    cross = x @ y.transpose(-1, -2)
-    sq = x.pow(2).sum(-1).unsqueeze(-1) + y.pow(2).sum(-1).unsqueeze(-2) - 2 * cross
-    return sq.clamp_min(0)
+    sq = (x @ y.transpose(-1, -2)).mul_(-2)
+    return sq.add_(x.pow(2).sum(-1).unsqueeze(-1)).add_(y.pow(2).sum(-1).unsqueeze(-2)).clamp_min_(0)
 
 
 def median_heuristic(sq_dists: Tensor) -> Tensor:

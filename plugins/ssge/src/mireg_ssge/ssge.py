@@ -14,6 +14,10 @@ Eigensolver = Literal["eigh", "subspace"]
 
 #: Threshold used when neither ``threshold`` nor ``n_eigen`` is given.
 DEFAULT_THRESHOLD = 0.99
+#: Eigenvalues at most this many machine epsilons of the largest are numerically zero (dropped).
+FLOOR_EPS = 10
+#: Block size of the first subspace-iteration try with a threshold (grown until it suffices).
+FIRST_BLOCK = 32
 #: Extra columns of the subspace-iteration block beyond the eigenpairs kept.
 OVERSAMPLE = 10
 #: Power iterations of the subspace solver (each one is one ``[M, M] @ [M, k]`` product).
@@ -49,7 +53,7 @@ class SSGE(ScoreEstimator):
         ŝ(x) = −k(x, X) U diag(1/(λ + η)²) Uᵀ G,   at the samples  −U diag(λ/(λ + η)²) Uᵀ G,
 
     so memory is O(M² + M d) and no ``[M, M, d]`` tensor is built. The ridge η shifts the
-    eigenvalues (no matrix is formed for it). Eigenpairs with λ ≤ M·eps·λ_max are numerically
+    eigenvalues (no matrix is formed for it). Eigenpairs with λ ≤ 10·eps·λ_max are numerically
     zero and always dropped. With ``n_eigen = M``, ``eta = 0`` and the ``"eigh"`` solver the
     estimate equals the Stein estimator with ``eta = 0`` (−K⁻¹ G at the samples).
 
@@ -75,7 +79,7 @@ class SSGE(ScoreEstimator):
         n_eigen: int | None = None,
         bandwidth: float | None = None,
         bandwidth_multiplier: float = 1.0,
-        eta: float = 0.0,
+        eta: float = 0.1,
         eigensolver: Eigensolver = "subspace",
     ) -> None:
         if threshold is not None and n_eigen is not None:
@@ -101,17 +105,20 @@ class SSGE(ScoreEstimator):
         self.eta = eta
         self.eigensolver: Eigensolver = eigensolver
 
+    @property
+    def _threshold(self) -> float:
+        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+
     def _kept(self, evals: Tensor, trace: Tensor, m: int, cap: int) -> Tensor:
         """Mask ``[..., k]`` of the kept eigenpairs, from descending ``evals`` ``[..., k]`` of an
         ``[M, M]`` kernel with ``trace`` ``[...]``; at most ``cap`` are kept."""
         if self.n_eigen is not None:
             count = torch.full(evals.shape[:-1], min(self.n_eigen, cap), device=evals.device)
         else:
-            threshold = DEFAULT_THRESHOLD if self.threshold is None else self.threshold
             share = evals.cumsum(-1) / trace.unsqueeze(-1)
-            count = (share < threshold).sum(-1).clamp(1, cap)
+            count = (share < self._threshold).sum(-1).clamp(1, cap)
         index = torch.arange(evals.shape[-1], device=evals.device)
-        floor = evals[..., :1] * m * torch.finfo(evals.dtype).eps
+        floor = evals[..., :1] * FLOOR_EPS * torch.finfo(evals.dtype).eps
         return (index < count.unsqueeze(-1)) & (evals > floor)
 
     def _eigenpairs(self, kernel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -122,13 +129,18 @@ class SSGE(ScoreEstimator):
         if self.n_eigen is not None and self.n_eigen > m:
             raise ValueError(f"n_eigen = {self.n_eigen} exceeds the number of samples M = {m}; use n_eigen <= M")
         if self.eigensolver == "subspace":
-            block = (self.n_eigen if self.n_eigen is not None else 32) + OVERSAMPLE
+            block = (self.n_eigen if self.n_eigen is not None else FIRST_BLOCK) + OVERSAMPLE
             while 4 * block <= m:
                 evals, evecs = _subspace_eigenpairs(kernel, block)
-                keep = self._kept(evals, trace, m, min(cap, block - OVERSAMPLE))
-                if self.n_eigen is not None or bool((keep.sum(-1) < block - OVERSAMPLE).all()):
+                usable = block - OVERSAMPLE
+                keep = self._kept(evals, trace, m, min(cap, usable))
+                if self.n_eigen is not None or bool((keep.sum(-1) < usable).all()):
                     return evals, evecs, keep
-                block = 2 * block
+                # The eigenvalues not found yet are at most the last one found: jump to a block
+                # large enough to reach the threshold at least in principle.
+                deficit = self._threshold * trace - evals[..., :usable].sum(-1)
+                more = int((deficit / evals[..., usable - 1]).max().ceil())
+                block = max(2 * block, usable + more + OVERSAMPLE)
         evals, evecs = torch.linalg.eigh(kernel)
         evals, evecs = evals.flip(-1), evecs.flip(-1)
         return evals, evecs, self._kept(evals, trace, m, cap)

@@ -41,7 +41,7 @@ class Stein(ScoreEstimator):
     references = ("Li & Turner, Gradient Estimators for Implicit Models, ICLR 2018",)
 
     def __init__(
-        self, *, eta: float = 0.01, bandwidth: float | None = None, bandwidth_multiplier: float = 1.0
+        self, *, eta: float = 0.1, bandwidth: float | None = None, bandwidth_multiplier: float = 2.0
     ) -> None:
         if not eta >= 0:
             raise ValueError(f"eta must be >= 0, got {eta}")

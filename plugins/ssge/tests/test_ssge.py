@@ -1,0 +1,142 @@
+"""SSGE against closed-form scores, its exactness against Stein, bad input and registration."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import relative_rmse, sample_with_score
+
+import mireg
+from mireg_ssge import SSGE
+
+# Relative RMSE of SSGE with default options, measured (float32 and float64 agree to 1e-3) with
+# the seeds below; the tolerance is 1.2 × the measured value.
+MEASURED = {
+    ("gaussian", 2, 128): 0.367,
+    ("gaussian", 2, 512): 0.281,
+    ("gaussian", 10, 128): 0.405,
+    ("gaussian", 10, 512): 0.320,
+    ("gaussian", 40, 128): 0.584,
+    ("gaussian", 40, 512): 0.343,
+    ("mixture", 2, 128): 0.298,
+    ("mixture", 2, 512): 0.285,
+    ("mixture", 10, 128): 0.430,
+    ("mixture", 10, 512): 0.371,
+    ("mixture", 40, 128): 0.453,
+    ("mixture", 40, 512): 0.313,
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("kind", "d", "m"), list(MEASURED))
+def test_accuracy_at_the_samples(kind: str, d: int, m: int, dtype: torch.dtype) -> None:
+    x, score = sample_with_score(kind, m, d, dtype, seed=m + d)
+    estimate = SSGE().score(x)
+    assert estimate.dtype == dtype and estimate.shape == x.shape
+    assert relative_rmse(estimate, score) < 1.2 * MEASURED[(kind, d, m)]
+
+
+# Out of sample (fit on 512, evaluate at 256 fresh points): measured 0.311 (gaussian, d=10) and
+# 0.358 (mixture, d=10); tolerance 1.2 × measured.
+@pytest.mark.parametrize(("kind", "measured"), [("gaussian", 0.311), ("mixture", 0.358)])
+def test_accuracy_out_of_sample(kind: str, measured: float) -> None:
+    rows, score = sample_with_score(kind, 768, 10, torch.float32, seed=9)
+    x, points, score = rows[:512], rows[512:], score[512:]
+    assert relative_rmse(SSGE().score(x, at=points), score) < 1.2 * measured
+
+
+def test_subspace_solver_matches_full_eigh_at_m_2048() -> None:
+    # Measured: relative RMSE 0.2254 (eigh) and 0.2222 (subspace) on N(0, I), d = 10; the two
+    # estimates differ by 0.03 relative to the score (tolerance 0.06).
+    x = torch.randn(2048, 10, generator=torch.Generator().manual_seed(0))
+    full = SSGE(eigensolver="eigh").score(x)
+    top = SSGE(eigensolver="subspace").score(x)
+    assert relative_rmse(top, -x) < 1.05 * relative_rmse(full, -x)
+    assert relative_rmse(top, full) < 0.06
+
+
+def test_full_spectrum_without_ridge_equals_stein() -> None:
+    stein = pytest.importorskip("mireg_stein")
+    x = torch.randn(64, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    points = torch.randn(20, 10, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    exact = SSGE(n_eigen=64, eta=0.0, eigensolver="eigh")
+    reference = stein.Stein(eta=0.0, bandwidth_multiplier=1.0)
+    assert relative_rmse(exact.score(x), reference.score(x)) < 1e-8
+    ridged = SSGE(n_eigen=64, eta=0.1, eigensolver="eigh")  # Stein's out-of-sample extension
+    assert relative_rmse(ridged.score(x, at=points), stein.Stein(eta=0.1, bandwidth_multiplier=1.0).score(x, at=points)) < 1e-8
+
+
+def test_in_sample_is_the_nystrom_extension_at_the_samples() -> None:
+    x = torch.randn(100, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    estimator = SSGE(eigensolver="eigh")
+    assert relative_rmse(estimator.score(x), estimator.score(x, at=x)) < 1e-10
+
+
+def test_threshold_never_keeps_none_nor_all() -> None:
+    x = torch.randn(32, 40, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    tiny = SSGE(threshold=1e-9, eta=0.0, eigensolver="eigh").score(x)
+    assert relative_rmse(tiny, SSGE(n_eigen=1, eta=0.0, eigensolver="eigh").score(x)) < 1e-12
+    assert tiny.abs().max() > 0
+    almost_all = SSGE(threshold=1 - 1e-12, eta=0.0, eigensolver="eigh").score(x)
+    assert relative_rmse(almost_all, SSGE(n_eigen=31, eta=0.0, eigensolver="eigh").score(x)) < 1e-12
+    assert relative_rmse(almost_all, SSGE(n_eigen=32, eta=0.0, eigensolver="eigh").score(x)) > 1e-6
+
+
+def test_number_of_eigenpairs_follows_each_batch() -> None:
+    estimator = SSGE()
+    for m in (64, 256, 64):
+        x = torch.randn(m, 3, generator=torch.Generator().manual_seed(m))
+        assert torch.equal(estimator.score(x), SSGE().score(x))
+
+
+def test_batched_equals_one_by_one() -> None:
+    x = torch.randn(3, 2, 50, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    points = torch.randn(3, 2, 7, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    for solver in ("eigh", "subspace"):
+        estimator = SSGE(n_eigen=6, eigensolver=solver)
+        batched = estimator.score(x, at=points)
+        assert batched.shape == (3, 2, 7, 4)
+        single = torch.stack([torch.stack([estimator.score(a, at=p) for a, p in zip(xs, ps)]) for xs, ps in zip(x, points)])
+        assert torch.allclose(batched, single, atol=1e-10, rtol=1e-8)
+    threshold = SSGE(eigensolver="eigh")
+    assert torch.allclose(threshold.score(x)[1, 0], threshold.score(x[1, 0]), atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("samples", "at", "message"),
+    [
+        (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), None, "NaN/Inf"),
+        (torch.tensor([[0.0, float("inf")], [1.0, 2.0]]), None, "NaN/Inf"),
+        (torch.randn(1, 3), None, "at least 2 samples"),
+        (torch.randn(5), None, "shape"),
+        (torch.randn(10, 3), torch.randn(4, 2), "at must have shape"),
+        (torch.ones(10, 3), None, "median pairwise distance"),
+    ],
+)
+def test_bad_input_raises_a_clear_value_error(samples: torch.Tensor, at: torch.Tensor | None, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SSGE().score(samples, at=at)
+
+
+def test_bad_options_raise() -> None:
+    with pytest.raises(ValueError, match="either threshold or n_eigen"):
+        SSGE(threshold=0.9, n_eigen=3)
+    with pytest.raises(ValueError, match="threshold must be in"):
+        SSGE(threshold=1.0)
+    with pytest.raises(ValueError, match="exceeds the number of samples"):
+        SSGE(n_eigen=11).score(torch.randn(10, 2))
+
+
+def test_fixed_bandwidth_is_used() -> None:
+    x = torch.randn(200, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    median = SSGE(eigensolver="eigh").score(x)
+    assert relative_rmse(SSGE(bandwidth=50.0, eigensolver="eigh").score(x), median) > 0.1
+
+
+def test_registry() -> None:
+    assert "ssge" in [info.name for info in mireg.list_estimators("score")]
+    estimator = mireg.score_estimator("ssge", threshold=0.99)
+    assert isinstance(estimator, SSGE) and estimator.threshold == 0.99
+    assert estimator.score(torch.randn(20, 3)).shape == (20, 3)
+    with pytest.raises(mireg.OptionError, match="threshhold"):
+        mireg.score_estimator("ssge", threshhold=0.99)
