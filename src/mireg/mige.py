@@ -35,6 +35,15 @@ from mireg.projection import random_projection
 
 Precondition = Literal["full", "diag", "none"]
 
+#: Score options MIGE uses when ``score_options`` is not given, per score estimator. Measured on the
+#: correlated-Gaussian toy (benchmarks/toy_gradient.py, whitened batches, 10 seeds): SSGE with
+#: eta = 0, threshold 0.999 and twice the median bandwidth stays within 2.5% of dI/dρ for
+#: d ∈ {5, 10, 20}, |ρ| ≤ 0.99 at batch 128 and 512; its stand-alone defaults (eta = 0.1, threshold
+#: 0.99, median bandwidth) shrink the score and return 0.75-0.98 of the truth.
+TUNED_SCORE_OPTIONS: dict[str, dict[str, Any]] = {
+    "ssge": {"eta": 0.0, "threshold": 0.999, "bandwidth_multiplier": 2.0},
+}
+
 
 def _build_score(score: str | ScoreEstimator, options: dict[str, Any] | None) -> ScoreEstimator:
     if isinstance(score, ScoreEstimator):
@@ -43,7 +52,9 @@ def _build_score(score: str | ScoreEstimator, options: dict[str, Any] | None) ->
         return score
     from mireg.registry import default_registry
 
-    estimator: ScoreEstimator = default_registry().create("score", score, options or {}, where="score_options.")
+    if options is None:
+        options = TUNED_SCORE_OPTIONS.get(score, {})
+    estimator: ScoreEstimator = default_registry().create("score", score, options, where="score_options.")
     return estimator
 
 
@@ -111,7 +122,7 @@ class MIGE(MIGradientEstimator):
 
     Options:
       score: name of a registered score estimator, or a built ScoreEstimator
-      score_options: options passed to the score estimator when `score` is a name
+      score_options: options of the score estimator when `score` is a name (None: TUNED_SCORE_OPTIONS)
       precondition: "full" (whiten with the batch covariance), "diag" (standardise) or "none" (paper)
       shrinkage: covariance shrinkage towards the mean variance used by "full" whitening
       projection_dim: project the x side to this many dimensions when it is wider (scalable SSGE)
@@ -145,7 +156,7 @@ class MIGE(MIGradientEstimator):
             raise ValueError(f"precondition must be 'full', 'diag' or 'none', got {precondition!r}")
         prototype = _build_score(score, score_options)
         self.score = score if isinstance(score, str) else type(score).name
-        self.score_options = dict(score_options or {})
+        self.score_options = score_options
         self.precondition: Precondition = precondition
         self.shrinkage = shrinkage
         self.projection_dim = projection_dim
