@@ -28,11 +28,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from torch import Tensor
 
-import mireg  # noqa: E402
+import mireg
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -71,7 +71,9 @@ def mige_gradients(options: dict[str, Any], d: int, rho: float, m: int, seeds: i
     return grads
 
 
-def bound_run(name: str, d: int, rho: float, batches: list[int], seeds: int, steps: int) -> dict[int, dict[str, list[float]]]:
+def bound_run(
+    name: str, d: int, rho: float, batches: list[int], seeds: int, steps: int
+) -> dict[int, dict[str, list[float]]]:
     """Train the critic of ``name`` at ``rho`` (batch 256), then per batch size and seed record the
     bound's value and its gradient w.r.t. ρ through the reparameterised samples."""
     torch.manual_seed(1000 + d)
