@@ -55,8 +55,8 @@ def test_training_reduces_the_error_of_an_untrained_network() -> None:
     dist = Gaussian(10, dtype=torch.float32)
     untrained = train_and_measure(SlicedScoreMatching(), dist, m=128, calls=0)
     trained = train_and_measure(SlicedScoreMatching(), dist, m=128, calls=150)
-    assert untrained > 0.9  # measured 1.00: a random network knows nothing about the score
-    assert trained < 0.5 * untrained  # measured 0.20
+    assert untrained > 0.9  # measured 1.04: a random network knows nothing about the score
+    assert trained < 0.2  # measured 0.103
 
 
 # --- bad input ------------------------------------------------------------------------------

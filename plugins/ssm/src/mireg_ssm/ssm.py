@@ -121,7 +121,8 @@ class SlicedScoreMatching(ScoreEstimator, nn.Module):
     returns the network at ``at`` ``[N, d]`` (default: the samples), detached, ``[N, d]`` in the
     dtype and device of the input. The network is built on the first call, for that call's d,
     dtype and device; later calls must have the same d (one estimator per distribution; MIGE
-    deep-copies one per entropy term). Projections are drawn from a generator seeded by
+    deep-copies one per entropy term) and device (move it with ``.to()``); another dtype is
+    computed in the network's and returned in the input's. Projections are drawn from a generator seeded by
     ``(seed, call index)``; the network is initialised from ``seed``. ``state_dict()`` holds
     network, Adam moments, step and call counters, so save -> load -> continue reproduces
     uninterrupted training exactly.
