@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import relative_rmse, sample_with_score
+from mireg_ssge import SSGE
 
 import mireg
-from mireg_ssge import SSGE
 
 # Relative RMSE of SSGE with default options, measured (float32 and float64 agree to 1e-3) with
 # the seeds below; the tolerance is 1.2 × the measured value.
@@ -63,7 +63,8 @@ def test_full_spectrum_without_ridge_equals_stein() -> None:
     reference = stein.Stein(eta=0.0, bandwidth_multiplier=1.0)
     assert relative_rmse(exact.score(x), reference.score(x)) < 1e-8
     ridged = SSGE(n_eigen=64, eta=0.1, eigensolver="eigh")  # Stein's out-of-sample extension
-    assert relative_rmse(ridged.score(x, at=points), stein.Stein(eta=0.1, bandwidth_multiplier=1.0).score(x, at=points)) < 1e-8
+    ridged_stein = stein.Stein(eta=0.1, bandwidth_multiplier=1.0)
+    assert relative_rmse(ridged.score(x, at=points), ridged_stein.score(x, at=points)) < 1e-8
 
 
 def test_in_sample_is_the_nystrom_extension_at_the_samples() -> None:
@@ -96,7 +97,12 @@ def test_batched_equals_one_by_one() -> None:
         estimator = SSGE(n_eigen=6, eigensolver=solver)
         batched = estimator.score(x, at=points)
         assert batched.shape == (3, 2, 7, 4)
-        single = torch.stack([torch.stack([estimator.score(a, at=p) for a, p in zip(xs, ps)]) for xs, ps in zip(x, points)])
+        single = torch.stack(
+            [
+                torch.stack([estimator.score(a, at=p) for a, p in zip(xs, ps, strict=True)])
+                for xs, ps in zip(x, points, strict=True)
+            ]
+        )
         assert torch.allclose(batched, single, atol=1e-10, rtol=1e-8)
     threshold = SSGE(eigensolver="eigh")
     assert torch.allclose(threshold.score(x)[1, 0], threshold.score(x[1, 0]), atol=1e-10, rtol=1e-8)

@@ -28,27 +28,27 @@ class Stein(ScoreEstimator):
     eigenvalues down to ~1e-7 at d = 10, M = 2048) and warns; a factorisation that fails raises
     a ``ValueError`` asking for a larger ``eta`` or float64.
 
-    Defaults, measured with ``benchmarks/score_accuracy.py`` (see its table): DEFAULTS_NOTE
+    Defaults, measured on N(0, I), an anisotropic N(μ, Σ) and a two-Gaussian mixture with d in
+    {2, 10, 40} and M in {128, 512} (``benchmarks/score_accuracy.py``): ``eta = 0.1`` with
+    ``bandwidth_multiplier = 2`` has mean relative RMSE 0.31 against 0.38 with multiplier 1, and
+    is better on N(0, I) (the whitened MIGE case) in every setting; ``eta = 0.01`` overfits
+    (0.5-0.9 at d >= 10), ``eta = 1`` oversmooths (0.5-0.9 at d = 40).
 
     Options:
       eta: ridge η > 0 added to the diagonal of K (>= 1e-3 in float32)
       bandwidth: fixed RBF bandwidth h > 0 in k(x, y) = exp(-|x - y|^2 / (2 h^2)); None for the median heuristic
-      bandwidth_multiplier: h = bandwidth_multiplier * median pairwise distance (median heuristic only)
+      bandwidth_multiplier: h = bandwidth_multiplier * median pairwise distance (ignored with a fixed bandwidth)
     """
 
     name = "stein"
     batched = True
     references = ("Li & Turner, Gradient Estimators for Implicit Models, ICLR 2018",)
 
-    def __init__(
-        self, *, eta: float = 0.1, bandwidth: float | None = None, bandwidth_multiplier: float = 2.0
-    ) -> None:
+    def __init__(self, *, eta: float = 0.1, bandwidth: float | None = None, bandwidth_multiplier: float = 2.0) -> None:
         if not eta >= 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
         if bandwidth is not None and not bandwidth > 0:
             raise ValueError(f"bandwidth must be > 0 or None (median heuristic), got {bandwidth}")
-        if bandwidth is not None and bandwidth_multiplier != 1.0:
-            raise ValueError("bandwidth_multiplier applies to the median heuristic only; leave it at 1 with a fixed bandwidth")
         if not bandwidth_multiplier > 0:
             raise ValueError(f"bandwidth_multiplier must be > 0, got {bandwidth_multiplier}")
         self.eta = eta
