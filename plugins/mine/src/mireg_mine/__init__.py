@@ -1,1 +1,16 @@
-"""mireg plugin mireg-mine (estimators land in their own issue)."""
+"""mireg plugin mireg-mine: the MINE (Donsker–Varadhan) and MINE-f (NWJ) bounds on MI."""
+
+from __future__ import annotations
+
+import mireg
+from mireg.hookspecs import Register
+from mireg_mine.dv import MINE
+from mireg_mine.nwj import MINEf
+
+__all__ = ["MINE", "MINEf"]
+
+
+@mireg.hookimpl
+def register_mi_gradient_estimators(register: Register) -> None:
+    register(MINE)
+    register(MINEf)

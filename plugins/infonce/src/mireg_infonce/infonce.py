@@ -1,0 +1,65 @@
+"""InfoNCE (contrastive predictive coding) lower bound on MI with all in-batch negatives."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from mireg.critics import Activation, CriticKind, build_critic
+from mireg.estimators import MIGradientEstimator
+
+
+class InfoNCE(MIGradientEstimator):
+    """InfoNCE: contrastive lower bound on I(x; z), at most log B for a batch of B pairs.
+
+    With critic scores ``T [B, B]`` (``T[i, j] = T(x_i, z_j)``), each x_i must pick its own z_i
+    among the B candidates of the batch (the B-1 others are its negatives)::
+
+        I_NCE = mean_i log softmax_j(T[i, :])[i] + log B  <=  log B
+
+    It is a low-variance bound but saturates: on a batch of B pairs it can never exceed log B,
+    so it estimates min(I, ~log B). ``forward`` returns I_NCE of the batch (to MAXIMISE:
+    ``(-mi(x, z)).backward()`` ascends the bound and trains the critic); ``estimate`` returns
+    the same value in nats (0-dim tensor).
+
+    Options:
+      critic: "separable" (f(x)ᵀg(z), one matmul for all pairs) or "concat" (MLP on [x, z])
+      hidden: width of the critic's hidden layers
+      layers: number of hidden layers of the critic's MLPs
+      embed_dim: output width of f and g (separable critic only)
+      activation: hidden activation: relu, elu, gelu, silu, tanh or leaky_relu
+      x_dim: flattened width of x, to build the critic eagerly (None: inferred at the first call)
+      z_dim: flattened width of z, to build the critic eagerly (None: inferred at the first call)
+    """
+
+    name = "infonce"
+    references = ("van den Oord, Li & Vinyals, Representation Learning with Contrastive Predictive Coding, 2018",)
+
+    def __init__(
+        self,
+        *,
+        critic: CriticKind = "separable",
+        hidden: int = 256,
+        layers: int = 2,
+        embed_dim: int = 32,
+        activation: Activation = "relu",
+        x_dim: int | None = None,
+        z_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.critic, self.hidden, self.layers, self.embed_dim = critic, hidden, layers, embed_dim
+        self.activation, self.x_dim, self.z_dim = activation, x_dim, z_dim
+        self.critic_net = build_critic(
+            critic, x_dim=x_dim, z_dim=z_dim, hidden=hidden, layers=layers, embed_dim=embed_dim, activation=activation
+        )
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        """I_NCE of the batch (0-dim, to maximise, <= log B); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
+        scores = self.critic_net(x, z)
+        return torch.log_softmax(scores, dim=1).diagonal().mean() + math.log(scores.shape[0])
+
+    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
+        """The InfoNCE bound on the batch in nats, a 0-dim tensor; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
+        return self.forward(x, z)

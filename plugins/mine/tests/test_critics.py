@@ -1,0 +1,68 @@
+"""The shared critics of mireg.critics, as the bound estimators use them."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mireg.critics import (
+    ConcatCritic,
+    SeparableCritic,
+    build_critic,
+    log_mean_exp_off_diagonal,
+    materialize,
+    off_diagonal,
+)
+
+
+def test_separable_scores_every_pair() -> None:
+    torch.manual_seed(0)
+    critic = SeparableCritic(hidden=8, layers=2, embed_dim=4)
+    x, z = torch.randn(5, 3), torch.randn(5, 2)
+    scores = critic(x, z)
+    assert scores.shape == (5, 5)
+    for i in range(5):
+        for j in range(5):
+            assert torch.allclose(scores[i, j], critic.f(x[i]) @ critic.g(z[j]), atol=1e-6)
+
+
+def test_concat_equals_an_mlp_on_the_expanded_concatenation() -> None:
+    torch.manual_seed(0)
+    critic = ConcatCritic(x_dim=3, z_dim=2, hidden=8, layers=2, activation="tanh")
+    first = nn.Linear(5, 8)
+    with torch.no_grad():
+        first.weight.copy_(torch.cat([critic.first_x.weight, critic.first_z.weight], dim=1))
+        first.bias.copy_(critic.first_x.bias)
+    x, z = torch.randn(4, 3), torch.randn(4, 2)
+    pairs = torch.cat([x.unsqueeze(1).expand(4, 4, 3), z.unsqueeze(0).expand(4, 4, 2)], dim=-1)  # [B, B, dx + dz]
+    expected = critic.rest(first(pairs)).squeeze(-1)
+    assert torch.allclose(critic(x, z), expected, atol=1e-6)
+
+
+def test_off_diagonal_and_its_log_mean_exp() -> None:
+    scores = torch.arange(16.0).view(4, 4)
+    mask = ~torch.eye(4, dtype=torch.bool)
+    assert torch.equal(off_diagonal(scores), scores[mask])
+    assert torch.allclose(log_mean_exp_off_diagonal(scores), scores[mask].exp().mean().log())
+
+
+def test_lazy_critic_trains_with_an_optimizer_built_before_the_first_call() -> None:
+    torch.manual_seed(0)
+    critic = build_critic("separable", x_dim=None, z_dim=None, hidden=8, layers=1, embed_dim=4, activation="relu")
+    optimizer = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    x, z = torch.randn(6, 3), torch.randn(6, 2)
+    loss = critic(x, z).diagonal().mean()
+    before = [p.detach().clone() for p in critic.parameters()]
+    loss.backward()
+    optimizer.step()
+    after = list(critic.parameters())
+    assert [p.shape for p in after] == [(8, 3), (8,), (4, 8), (4,), (8, 2), (8,), (4, 8), (4,)]
+    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_eager_and_materialised_critics_have_sized_parameters() -> None:
+    eager = build_critic("concat", x_dim=3, z_dim=2, hidden=8, layers=2, embed_dim=4, activation="relu")
+    assert sum(p.numel() for p in eager.parameters()) == 3 * 8 + 8 + 2 * 8 + 8 * 8 + 8 + 8 + 1
+    lazy = build_critic("concat", x_dim=None, z_dim=None, hidden=8, layers=2, embed_dim=4, activation="relu")
+    materialize(lazy, torch.randn(2, 3), torch.randn(2, 2))
+    assert sum(p.numel() for p in lazy.parameters()) == sum(p.numel() for p in eager.parameters())

@@ -1,0 +1,177 @@
+"""Critics T(x, z) for the variational MI bounds (MINE, MINE-f/NWJ, InfoNCE, JSD).
+
+A critic scores pairs: ``critic(x, z)`` with ``x`` ``[B, dx]`` and ``z`` ``[B, dz]`` returns the
+``[B, B]`` matrix ``T[i, j] = T(x_i, z_j)``. Its diagonal holds the B samples of the joint
+p(x, z); the off-diagonal entries are the B(B-1) samples of the product of marginals
+p(x)p(z) that every bound here uses as negatives. No Python loop runs over pairs:
+
+* :class:`SeparableCritic`, ``T(x, z) = f(x)ᵀ g(z)`` with two MLP encoders: one matmul gives all
+  pairs, so a step costs two MLP passes over B rows plus a ``[B, e] @ [e, B]`` product.
+* :class:`ConcatCritic`, ``T(x, z) = h([x, z])`` with one MLP on the concatenation. Its first
+  layer is affine, ``W [x; z] + b = W_x x + W_z z + b``, so the first hidden layer of all B×B
+  pairs is one broadcast sum ``[B, 1, H] + [1, B, H]``; the remaining layers run once over the
+  ``[B, B, H]`` tensor. This is the same function as an MLP on the expanded ``[B, B, dx + dz]``
+  input, without materialising it.
+
+Input sizes are inferred on the first call (``torch.nn.LazyLinear``) unless ``x_dim`` and
+``z_dim`` are given. A lazy critic's parameters are placeholders until its first forward: an
+optimizer built before that call does hold them (they are materialised in place, same
+objects), but moving the module to another device or dtype must happen before the first
+call, and anything that reads parameter shapes (counting parameters, ``clip_grad_norm_``
+before the first step) needs the sizes. Give ``x_dim``/``z_dim`` to build eagerly, or call
+:func:`materialize` with one batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+CriticKind = Literal["separable", "concat"]
+Activation = Literal["relu", "elu", "gelu", "silu", "tanh", "leaky_relu"]
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def _linear(in_features: int | None, out_features: int, *, bias: bool = True) -> nn.Module:
+    """``nn.Linear``, or ``nn.LazyLinear`` when ``in_features`` is ``None`` (inferred at first call)."""
+    if in_features is None:
+        return nn.LazyLinear(out_features, bias=bias)
+    return nn.Linear(in_features, out_features, bias=bias)
+
+
+def mlp(in_features: int | None, hidden: int, layers: int, out_features: int, activation: Activation) -> nn.Sequential:
+    """An MLP ``[..., in] -> [..., out]`` with ``layers`` hidden layers of width ``hidden``.
+
+    ``in_features=None`` makes the first layer lazy. ``layers=0`` is a single linear map.
+    """
+    act = _ACTIVATIONS[activation]
+    modules: list[nn.Module] = []
+    width = in_features
+    for _ in range(layers):
+        modules += [_linear(width, hidden), act()]
+        width = hidden
+    modules.append(_linear(width, out_features))
+    return nn.Sequential(*modules)
+
+
+class SeparableCritic(nn.Module):
+    """Separable critic ``T(x, z) = f(x)ᵀ g(z)`` with MLP encoders f, g: ``[B, d] -> [B, embed_dim]``.
+
+    The log density ratio of correlated Gaussians, a quadratic form in (x, z), is representable
+    exactly (f and g can output x, |x|², 1 and z, 1, |z|²), which is why this is the default.
+    """
+
+    def __init__(
+        self,
+        *,
+        x_dim: int | None = None,
+        z_dim: int | None = None,
+        hidden: int = 256,
+        layers: int = 2,
+        embed_dim: int = 32,
+        activation: Activation = "relu",
+    ) -> None:
+        super().__init__()
+        self.f = mlp(x_dim, hidden, layers, embed_dim, activation)
+        self.g = mlp(z_dim, hidden, layers, embed_dim, activation)
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        """All pair scores: ``x`` ``[B, dx]``, ``z`` ``[B, dz]`` -> ``[B, B]``, ``T[i, j] = T(x_i, z_j)``."""
+        return self.f(x) @ self.g(z).T
+
+
+class ConcatCritic(nn.Module):
+    """Concatenated critic ``T(x, z) = h([x, z])``, an MLP ``[B, dx + dz] -> [B]`` (``layers >= 1``).
+
+    The first layer is kept as two maps ``W_x`` (with the bias) and ``W_z`` whose sum is the
+    affine map of the concatenation, so all B×B pairs are scored with a broadcast, not a
+    ``[B, B, dx + dz]`` copy of the inputs.
+    """
+
+    def __init__(
+        self,
+        *,
+        x_dim: int | None = None,
+        z_dim: int | None = None,
+        hidden: int = 256,
+        layers: int = 2,
+        activation: Activation = "relu",
+    ) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"a concat critic needs layers >= 1 (a linear one cannot tell pairs apart), got {layers}")
+        self.first_x = _linear(x_dim, hidden)
+        self.first_z = _linear(z_dim, hidden, bias=False)
+        self.rest = nn.Sequential(_ACTIVATIONS[activation](), *mlp(hidden, hidden, layers - 1, 1, activation))
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        """All pair scores: ``x`` ``[B, dx]``, ``z`` ``[B, dz]`` -> ``[B, B]``, ``T[i, j] = h([x_i, z_j])``."""
+        first = self.first_x(x).unsqueeze(1) + self.first_z(z).unsqueeze(0)  # [B, B, H]
+        return self.rest(first).squeeze(-1)
+
+
+def build_critic(
+    critic: CriticKind,
+    *,
+    x_dim: int | None,
+    z_dim: int | None,
+    hidden: int,
+    layers: int,
+    embed_dim: int,
+    activation: Activation,
+) -> nn.Module:
+    """The critic named ``critic`` (``"separable"`` or ``"concat"``), with options checked.
+
+    ``embed_dim`` applies to the separable critic only. ``x_dim``/``z_dim`` build it eagerly;
+    ``None`` infers them at the first call.
+    """
+    for label, value in (("x_dim", x_dim), ("z_dim", z_dim)):
+        if value is not None and value < 1:
+            raise ValueError(f"{label} must be a positive integer (flattened width) or None (inferred), got {value}")
+    if hidden < 1:
+        raise ValueError(f"hidden must be a positive integer, got {hidden}")
+    if layers < 0:
+        raise ValueError(f"layers must be >= 0, got {layers}")
+    if embed_dim < 1:
+        raise ValueError(f"embed_dim must be a positive integer, got {embed_dim}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    if critic == "separable":
+        return SeparableCritic(
+            x_dim=x_dim, z_dim=z_dim, hidden=hidden, layers=layers, embed_dim=embed_dim, activation=activation
+        )
+    if critic == "concat":
+        return ConcatCritic(x_dim=x_dim, z_dim=z_dim, hidden=hidden, layers=layers, activation=activation)
+    raise ValueError(f"critic must be 'separable' or 'concat', got {critic!r}")
+
+
+def materialize(module: nn.Module, x: Tensor, z: Tensor) -> None:
+    """Run ``module`` once on ``x`` ``[B, dx]``, ``z`` ``[B, dz]`` without gradient, so lazy layers
+    take their sizes, device and dtype (a dry run; parameters are materialised in place)."""
+    with torch.no_grad():
+        module(x, z)
+
+
+def off_diagonal(scores: Tensor) -> Tensor:
+    """The ``B(B-1)`` off-diagonal entries of ``scores`` ``[B, B]`` as a flat tensor (row-major)."""
+    b = scores.shape[0]
+    # Dropping the last entry of the flattened matrix leaves B-1 rows of B+1 entries, each starting
+    # with a diagonal entry: the classic no-index trick to drop the diagonal.
+    return scores.flatten()[:-1].view(b - 1, b + 1)[:, 1:].flatten()
+
+
+def log_mean_exp_off_diagonal(scores: Tensor) -> Tensor:
+    """``log mean_{i≠j} exp(scores[i, j])`` for ``scores`` ``[B, B]``, a 0-dim tensor (stable)."""
+    b = scores.shape[0]
+    return torch.logsumexp(off_diagonal(scores), dim=0) - math.log(b * (b - 1))
