@@ -138,6 +138,7 @@ class MIGE(MIGradientEstimator):
     """
 
     name = "mige"
+    projection: Tensor | None
     references = (
         "Wen et al., Mutual Information Gradient Estimation for Representation Learning, ICLR 2020",
         "Shi, Sun & Zhu, A Spectral Approach to Gradient Estimation for Implicit Distributions, ICML 2018",

@@ -77,9 +77,10 @@ def _docstring_options(cls: type) -> dict[str, str]:
 
 def option_specs(cls: type) -> dict[str, OptionSpec]:
     """The options of an estimator class: its keyword-only ``__init__`` parameters, in order."""
-    signature = inspect.signature(cls.__init__)
+    constructor = cls.__init__  # type: ignore[misc]
+    signature = inspect.signature(constructor)
     try:
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(constructor)
     except Exception:  # an unresolvable forward reference: fall back to no type checks
         hints = {}
     docs = _docstring_options(cls)

@@ -57,7 +57,7 @@ class EstimatorInfo:
     version: str
     summary: str
     aliases: tuple[str, ...] = ()
-    cls: type = attrs.field(default=object, repr=False, eq=False)
+    cls: Any = attrs.field(default=object, repr=False, eq=False)
 
     @property
     def qualified_name(self) -> str:
