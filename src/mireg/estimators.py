@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
+from mireg.distributed import gather_rows
 from mireg.options import option_specs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -118,6 +119,9 @@ def _validated_pair(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: MIGradientEstimator, x: Tensor, z: Tensor, *args: Any, **kwargs: Any) -> Any:
         x, z = check_pair(x, z)
+        if self.gather_across_ranks:
+            x, z = gather_rows(x), gather_rows(z)
+            kwargs = {k: gather_rows(v) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
         return method(self, x, z, *args, **kwargs)
 
     wrapper.__mireg_validated__ = True  # type: ignore[attr-defined]
@@ -185,7 +189,15 @@ class MIGradientEstimator(_Described, nn.Module):
     submodule, so ``mi.parameters()`` belongs in the optimizer). ``estimate(x, z)`` returns the
     MI value for bound estimators and ``None`` for pure gradient estimators (MIGE). Both receive
     ``x`` as ``[B, dx]`` and ``z`` as ``[B, dz]``: inputs are validated and flattened first.
+
+    Under ``torch.distributed`` both receive the global batch: the rows of every rank, gathered
+    with the gradient path to each rank's own rows kept (:mod:`mireg.distributed`), and so do
+    tensor keyword arguments with one row per sample. Set ``gather_across_ranks = False`` on a
+    subclass that handles ranks itself.
     """
+
+    #: Whether inputs are gathered across ranks when torch.distributed is initialised.
+    gather_across_ranks: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
