@@ -9,9 +9,10 @@ from mireg.critics import (
     ConcatCritic,
     SeparableCritic,
     build_critic,
-    log_mean_exp_off_diagonal,
+    log_mean_exp,
     materialize,
     off_diagonal,
+    pair_scores,
 )
 
 
@@ -43,7 +44,23 @@ def test_off_diagonal_and_its_log_mean_exp() -> None:
     scores = torch.arange(16.0).view(4, 4)
     mask = ~torch.eye(4, dtype=torch.bool)
     assert torch.equal(off_diagonal(scores), scores[mask])
-    assert torch.allclose(log_mean_exp_off_diagonal(scores), scores[mask].exp().mean().log())
+    assert torch.allclose(log_mean_exp(off_diagonal(scores)), scores[mask].exp().mean().log())
+
+
+def test_pair_scores_all_and_shifted_negatives() -> None:
+    torch.manual_seed(0)
+    x, z = torch.randn(6, 3), torch.randn(6, 2)
+    for critic in (SeparableCritic(hidden=8, embed_dim=4), ConcatCritic(hidden=8, layers=2)):
+        full = critic(x, z)
+        joint, negative = pair_scores(critic, x, z)
+        assert torch.allclose(joint, full.diagonal())
+        assert torch.allclose(negative, full[~torch.eye(6, dtype=torch.bool)].view(6, 5))
+        joint, negative = pair_scores(critic, x, z, negatives=2)
+        assert negative.shape == (6, 2)
+        assert torch.allclose(joint, full.diagonal(), atol=1e-6)
+        for i in range(6):
+            assert torch.allclose(negative[i], full[i, [(i + 1) % 6, (i + 2) % 6]], atol=1e-6)
+        assert torch.equal(pair_scores(critic, x, z, negatives=9)[1], pair_scores(critic, x, z)[1])
 
 
 def test_lazy_critic_trains_with_an_optimizer_built_before_the_first_call() -> None:

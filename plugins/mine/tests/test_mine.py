@@ -7,17 +7,18 @@ import math
 import pytest
 import torch
 from conftest import sample, train, true_mi
-from mireg_mine import MINE, MINEf
 
 import mireg
+from mireg_mine import MINE, MINEf
 
 # Budget: Adam lr 1e-3, batch 128, the default concat critic (1 hidden layer) at hidden=64; the value is
 # the mean of `estimate` over 8 fresh batches. STEPS[(d, rho)] steps; truth I = -(d/2) log(1 - rho^2).
 STEPS = {(1, 0.5): 400, (1, 0.9): 400, (5, 0.5): 600, (5, 0.9): 1500}
 # Measured (seed 0, one thread), estimate vs truth:
-#   mine:   MEASURED_MINE
-#   mine-f: MEASURED_NWJ
-# Tolerance: 0.08 nats + 15% of I (the bounds are below I up to the critic's and the batch's limits).
+#   (d, rho) =  (1, .5)          (1, .9)          (5, .5)          (5, .9)
+#   mine:       0.169 vs 0.144   0.859 vs 0.830   0.655 vs 0.719   4.110 vs 4.152
+#   mine-f:     0.169 vs 0.144   0.833 vs 0.830   0.647 vs 0.719   4.095 vs 4.152
+# Tolerance: 0.08 nats + 10% of I (at least twice the measured error in every case).
 CASES = [(name, d, rho) for name in ("mine", "mine-f") for d in (1, 5) for rho in (0.5, 0.9)]
 
 
@@ -25,7 +26,7 @@ CASES = [(name, d, rho) for name in ("mine", "mine-f") for d in (1, 5) for rho i
 def test_estimate_close_to_true_mi(name: str, d: int, rho: float) -> None:
     _, value = train(name, d, rho, steps=STEPS[(d, rho)], hidden=64)
     truth = true_mi(d, rho)
-    assert abs(value - truth) <= 0.08 + 0.15 * truth, f"{name} d={d} rho={rho}: {value:.3f} vs I = {truth:.3f}"
+    assert abs(value - truth) <= 0.08 + 0.10 * truth, f"{name} d={d} rho={rho}: {value:.3f} vs I = {truth:.3f}"
 
 
 @pytest.mark.parametrize("name", ["mine", "mine-f"])

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from mireg.critics import Activation, CriticKind, build_critic
+from mireg.critics import Activation, CriticKind, build_critic, check_negatives, pair_scores
 from mireg.estimators import MIGradientEstimator
 
 
@@ -19,10 +19,10 @@ class InfoNCE(MIGradientEstimator):
 
         I_NCE = mean_i log softmax_j(T[i, :])[i] + log B  <=  log B
 
-    It is a low-variance bound but saturates: on a batch of B pairs it can never exceed log B,
-    so it estimates min(I, ~log B). ``forward`` returns I_NCE of the batch (to MAXIMISE:
-    ``(-mi(x, z)).backward()`` ascends the bound and trains the critic); ``estimate`` returns
-    the same value in nats (0-dim tensor).
+    It is a low-variance bound but saturates: on a batch of B pairs it can never exceed log B
+    (log(K + 1) with ``negatives=K``), so it estimates min(I, ~log B). ``forward`` returns I_NCE
+    of the batch (to MAXIMISE: ``(-mi(x, z)).backward()`` ascends the bound and trains the
+    critic); ``estimate`` returns the same value in nats (0-dim tensor).
 
     Options:
       critic: "separable" (f(x)ᵀg(z), one matmul for all pairs) or "concat" (MLP on [x, z])
@@ -32,6 +32,7 @@ class InfoNCE(MIGradientEstimator):
       activation: hidden activation: relu, elu, gelu, silu, tanh or leaky_relu
       x_dim: flattened width of x, to build the critic eagerly (None: inferred at the first call)
       z_dim: flattened width of z, to build the critic eagerly (None: inferred at the first call)
+      negatives: negative pairs per row, (x_i, z_(i+s) mod B) for s = 1..K; None: all B - 1 (default)
     """
 
     name = "infonce"
@@ -47,8 +48,11 @@ class InfoNCE(MIGradientEstimator):
         activation: Activation = "relu",
         x_dim: int | None = None,
         z_dim: int | None = None,
+        negatives: int | None = None,
     ) -> None:
         super().__init__()
+        check_negatives(negatives)
+        self.negatives = negatives
         self.critic, self.hidden, self.layers, self.embed_dim = critic, hidden, layers, embed_dim
         self.activation, self.x_dim, self.z_dim = activation, x_dim, z_dim
         self.critic_net = build_critic(
@@ -57,8 +61,9 @@ class InfoNCE(MIGradientEstimator):
 
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
         """I_NCE of the batch (0-dim, to maximise, <= log B); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
-        scores = self.critic_net(x, z)
-        return torch.log_softmax(scores, dim=1).diagonal().mean() + math.log(scores.shape[0])
+        positive, negative = pair_scores(self.critic_net, x, z, self.negatives)
+        logits = torch.cat([positive.unsqueeze(1), negative], dim=1)  # [B, 1 + K], the true pair first
+        return torch.log_softmax(logits, dim=1)[:, 0].mean() + math.log(logits.shape[1])
 
     def estimate(self, x: Tensor, z: Tensor) -> Tensor:
         """The InfoNCE bound on the batch in nats, a 0-dim tensor; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""

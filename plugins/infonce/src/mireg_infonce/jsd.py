@@ -7,7 +7,7 @@ import math
 from torch import Tensor
 from torch.nn import functional
 
-from mireg.critics import Activation, CriticKind, build_critic, off_diagonal
+from mireg.critics import Activation, CriticKind, build_critic, check_negatives, pair_scores
 from mireg.estimators import MIGradientEstimator
 
 
@@ -36,6 +36,7 @@ class JSD(MIGradientEstimator):
       activation: hidden activation: relu, elu, gelu, silu, tanh or leaky_relu
       x_dim: flattened width of x, to build the critic eagerly (None: inferred at the first call)
       z_dim: flattened width of z, to build the critic eagerly (None: inferred at the first call)
+      negatives: negative pairs per row, (x_i, z_(i+s) mod B) for s = 1..K; None: all B - 1 (default)
     """
 
     name = "jsd"
@@ -54,8 +55,11 @@ class JSD(MIGradientEstimator):
         activation: Activation = "relu",
         x_dim: int | None = None,
         z_dim: int | None = None,
+        negatives: int | None = None,
     ) -> None:
         super().__init__()
+        check_negatives(negatives)
+        self.negatives = negatives
         self.critic, self.hidden, self.layers, self.embed_dim = critic, hidden, layers, embed_dim
         self.activation, self.x_dim, self.z_dim = activation, x_dim, z_dim
         self.critic_net = build_critic(
@@ -64,10 +68,8 @@ class JSD(MIGradientEstimator):
 
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
         """DIM's JSD value of the batch (0-dim, to maximise, in [0, 2 log 2]); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
-        scores = self.critic_net(x, z)
-        positive = -functional.softplus(-scores.diagonal()).mean()
-        negative = functional.softplus(off_diagonal(scores)).mean()
-        return positive - negative + 2 * math.log(2)
+        joint, marginal = pair_scores(self.critic_net, x, z, self.negatives)
+        return -functional.softplus(-joint).mean() - functional.softplus(marginal).mean() + 2 * math.log(2)
 
     def estimate(self, x: Tensor, z: Tensor) -> Tensor:
         """2·JS(p(x, z) || p(x)p(z)) estimated on the batch in nats, 0-dim; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""

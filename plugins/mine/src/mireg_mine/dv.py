@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mireg.critics import Activation, CriticKind, build_critic, log_mean_exp_off_diagonal
+from mireg.critics import Activation, CriticKind, build_critic, check_negatives, log_mean_exp, pair_scores
 from mireg.estimators import MIGradientEstimator
 
 
@@ -29,7 +29,8 @@ class MINE(MIGradientEstimator):
     Defaults were measured on correlated Gaussians (``benchmarks/mi_bounds.py``, batch 128, 2000
     Adam steps at lr 1e-3): a one-hidden-layer concat critic of width 128 reaches ~14 of 16.6 nats
     at d = 20, ρ = 0.9, where separable critics (f(x)ᵀg(z), 2×256, embed 32/64) stay at 3-5 nats
-    and diverge for ELU or larger learning rates. The separable critic is ~5x cheaper per step.
+    and diverge for ELU or larger learning rates. The separable critic is ~5x cheaper per step;
+    ``negatives=32`` cuts the concat critic's cost ~4x for ~14.6 instead of ~15.3 nats there.
 
     Options:
       ema_rate: weight of the newest batch in the moving average of E_Q[e^T] (the paper's alpha)
@@ -40,6 +41,7 @@ class MINE(MIGradientEstimator):
       activation: hidden activation: relu, elu, gelu, silu, tanh or leaky_relu
       x_dim: flattened width of x, to build the critic eagerly (None: inferred at the first call)
       z_dim: flattened width of z, to build the critic eagerly (None: inferred at the first call)
+      negatives: negative pairs per row, (x_i, z_(i+s) mod B) for s = 1..K; None: all B - 1 (default)
     """
 
     name = "mine"
@@ -56,8 +58,11 @@ class MINE(MIGradientEstimator):
         activation: Activation = "relu",
         x_dim: int | None = None,
         z_dim: int | None = None,
+        negatives: int | None = None,
     ) -> None:
         super().__init__()
+        check_negatives(negatives)
+        self.negatives = negatives
         if not 0.0 < ema_rate <= 1.0:
             raise ValueError(f"ema_rate must be in (0, 1] (1 = no averaging), got {ema_rate}")
         self.ema_rate = ema_rate
@@ -83,9 +88,9 @@ class MINE(MIGradientEstimator):
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
         """I_DV of the batch (0-dim, to maximise) with the bias-corrected gradient; ``x`` ``[B, dx]``,
         ``z`` ``[B, dz]``. Differentiable w.r.t. ``x``, ``z`` and the critic."""
-        scores = self.critic_net(x, z)
-        joint = scores.diagonal().mean()
-        log_mean = log_mean_exp_off_diagonal(scores)
+        positive, negative = pair_scores(self.critic_net, x, z, self.negatives)
+        joint = positive.mean()
+        log_mean = log_mean_exp(negative)
         if self.training and torch.is_grad_enabled():
             self._update_ema(log_mean)
         if int(self.ema_steps) == 0:
@@ -97,5 +102,5 @@ class MINE(MIGradientEstimator):
 
     def estimate(self, x: Tensor, z: Tensor) -> Tensor:
         """The Donsker–Varadhan bound on the batch in nats, a 0-dim tensor; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
-        scores = self.critic_net(x, z)
-        return scores.diagonal().mean() - log_mean_exp_off_diagonal(scores)
+        positive, negative = pair_scores(self.critic_net, x, z, self.negatives)
+        return positive.mean() - log_mean_exp(negative)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mireg.critics import Activation, CriticKind, build_critic, log_mean_exp_off_diagonal
+from mireg.critics import Activation, CriticKind, build_critic, check_negatives, log_mean_exp, pair_scores
 from mireg.estimators import MIGradientEstimator
 
 
@@ -32,6 +32,7 @@ class MINEf(MIGradientEstimator):
       activation: hidden activation: relu, elu, gelu, silu, tanh or leaky_relu
       x_dim: flattened width of x, to build the critic eagerly (None: inferred at the first call)
       z_dim: flattened width of z, to build the critic eagerly (None: inferred at the first call)
+      negatives: negative pairs per row, (x_i, z_(i+s) mod B) for s = 1..K; None: all B - 1 (default)
     """
 
     name = "mine-f"
@@ -52,8 +53,11 @@ class MINEf(MIGradientEstimator):
         activation: Activation = "relu",
         x_dim: int | None = None,
         z_dim: int | None = None,
+        negatives: int | None = None,
     ) -> None:
         super().__init__()
+        check_negatives(negatives)
+        self.negatives = negatives
         self.critic, self.hidden, self.layers, self.embed_dim = critic, hidden, layers, embed_dim
         self.activation, self.x_dim, self.z_dim = activation, x_dim, z_dim
         self.critic_net = build_critic(
@@ -62,8 +66,8 @@ class MINEf(MIGradientEstimator):
 
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
         """I_NWJ of the batch (0-dim, to maximise); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
-        scores = self.critic_net(x, z)
-        return scores.diagonal().mean() - torch.exp(log_mean_exp_off_diagonal(scores) - 1.0)
+        positive, negative = pair_scores(self.critic_net, x, z, self.negatives)
+        return positive.mean() - torch.exp(log_mean_exp(negative) - 1.0)
 
     def estimate(self, x: Tensor, z: Tensor) -> Tensor:
         """The NWJ bound on the batch in nats, a 0-dim tensor; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
