@@ -14,6 +14,7 @@ def register_mi_gradient_estimators(register: Register) -> None:
 
 @hookimpl
 def register_tasks(register: Register) -> None:
-    from mireg.tasks import IB
+    from mireg.tasks import DIM, IB
 
     register(IB)
+    register(DIM)

@@ -1,6 +1,7 @@
-"""Training tasks selected by ``[task] name``: the contract (:class:`Task`) and the built-in IB task."""
+"""Training tasks selected by ``[task] name``: the contract (:class:`Task`) and the built-in IB and DIM tasks."""
 
 from mireg.tasks.base import NoOptions, StepOutput, Task
+from mireg.tasks.dim import DIM
 from mireg.tasks.ib import IB
 
-__all__ = ["IB", "NoOptions", "StepOutput", "Task"]
+__all__ = ["DIM", "IB", "NoOptions", "StepOutput", "Task"]
