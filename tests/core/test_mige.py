@@ -12,7 +12,7 @@ from conftest import GaussianScore
 from torch import Tensor
 
 import mireg
-from mireg.mige import MIGE, entropy_surrogate, preconditioned_score
+from mireg.mige import MIGE, entropy_surrogate, preconditioned_score, stein_calibrate
 from mireg.projection import random_projection
 
 
@@ -61,7 +61,7 @@ def test_surrogate_gradient_is_the_score_difference() -> None:
     estimator = ExactToyScore(0.6, d)
     x = torch.randn(m, d, dtype=torch.float64)
     z = torch.randn(m, d, dtype=torch.float64, requires_grad=True)
-    MIGE(score=estimator, precondition="none")(x, z).backward()
+    MIGE(score=estimator, precondition="none", calibrate="none")(x, z).backward()
     joint = torch.cat([x, z.detach()], 1)
     expected = (-estimator.score(z.detach()) + estimator.score(joint)[:, d:]) / m
     torch.testing.assert_close(z.grad, expected, rtol=1e-12, atol=1e-12)
@@ -72,7 +72,7 @@ def test_two_sided_gradient_uses_all_three_terms() -> None:
     estimator = ExactToyScore(0.3, d)
     a = torch.randn(m, d, dtype=torch.float64, requires_grad=True)
     b = torch.randn(m, d, dtype=torch.float64, requires_grad=True)
-    MIGE(score=estimator, precondition="none")(a, b).backward()
+    MIGE(score=estimator, precondition="none", calibrate="none")(a, b).backward()
     joint_score = estimator.score(torch.cat([a, b], 1).detach())
     torch.testing.assert_close(a.grad, (-estimator.score(a.detach()) + joint_score[:, :d]) / m)
     torch.testing.assert_close(b.grad, (-estimator.score(b.detach()) + joint_score[:, d:]) / m)
@@ -165,3 +165,45 @@ def test_bad_inputs_and_options() -> None:
     with pytest.raises(ValueError, match="shrinkage must be in"):
         MIGE(score=GaussianScore(), shrinkage=1.5)
     assert mi.estimate(torch.randn(4, 2), torch.randn(4, 2)) is None
+
+
+def test_calibration_restores_steins_identity_for_affine_test_functions() -> None:
+    generator = torch.Generator().manual_seed(5)
+    m, d = 400, 6
+    samples = torch.randn(m, d, generator=generator, dtype=torch.float64)
+    centred = samples - samples.mean(0)
+    shrunk = -0.7 * centred + 0.3 + 0.05 * torch.randn(m, d, generator=generator, dtype=torch.float64)
+    scaled = stein_calibrate(shrunk, centred, "scale")
+    torch.testing.assert_close(scaled.mean(0), torch.zeros(d, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert float(-(centred * scaled).sum(1).mean() / d) == pytest.approx(1.0, abs=1e-12)
+    affine = stein_calibrate(shrunk, centred, "affine")
+    moment = -(centred.T @ affine) / m
+    # G is shrunk towards its mean diagonal by d/(d+M) = 0.015 before inversion: close to I.
+    torch.testing.assert_close(moment, torch.eye(d, dtype=torch.float64), atol=0.02, rtol=0)
+    assert stein_calibrate(shrunk, centred, "none") is shrunk
+
+
+def test_calibration_makes_a_shrunk_gaussian_score_exact() -> None:
+    generator = torch.Generator().manual_seed(6)
+    samples = torch.randn(2000, 3, generator=generator, dtype=torch.float64)
+    raw = preconditioned_score(GaussianScore(), samples, precondition="none")
+    shrunk = ShrinkingScore(0.6)
+    fixed = preconditioned_score(shrunk, samples, precondition="full", calibrate="affine")
+    torch.testing.assert_close(fixed, raw, rtol=0, atol=0.02)
+
+
+def test_calibration_refuses_an_anticorrelated_estimate() -> None:
+    samples = torch.randn(50, 2)
+    with pytest.raises(ValueError, match="cannot be calibrated"):
+        stein_calibrate(samples - samples.mean(0), samples - samples.mean(0))
+
+
+class ShrinkingScore(GaussianScore):
+    """The Gaussian-fit score multiplied by a factor: a biased estimator to calibrate."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+        return self.factor * super().score(samples, at)
