@@ -1,4 +1,4 @@
-"""Datasets by name: ``digits``, ``mnist``, ``synthetic`` (see :func:`dataset`)."""
+"""Datasets by name: ``digits``, ``mnist``, ``cifar10``, ``cifar100``, ``synthetic`` (see :func:`dataset`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mireg.data.base import Dataset, Split, Splits, epoch_order, steps_per_epoch, training_batches
+from mireg.data.cifar import CIFAR10, CIFAR100
 from mireg.data.digits import Digits
 from mireg.data.mnist import MNIST
 from mireg.data.synthetic import Synthetic
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 #: Dataset classes by ``[data] name``.
-DATASETS: dict[str, type[Dataset]] = {cls.name: cls for cls in (Digits, MNIST, Synthetic)}
+DATASETS: dict[str, type[Dataset]] = {cls.name: cls for cls in (Digits, MNIST, CIFAR10, CIFAR100, Synthetic)}
 
 
 def dataset(name: str, options: Mapping[str, Any] | None = None, *, where: str = "data.options.") -> Dataset:
