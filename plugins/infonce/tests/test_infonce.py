@@ -48,6 +48,13 @@ def test_infonce_never_exceeds_log_batch() -> None:
     assert float(perfect(torch.zeros(16, 1), torch.zeros(16, 1))) == pytest.approx(math.log(16), abs=1e-5)
 
 
+def test_infonce_with_k_negatives_never_exceeds_log_k_plus_one() -> None:
+    _, value = train("infonce", 20, 0.99, steps=200, batch=32, hidden=32, negatives=7)
+    assert math.log(8) - 0.5 < value <= math.log(8)
+    with pytest.raises(ValueError, match="negatives must be a positive integer"):
+        InfoNCE(negatives=0)
+
+
 class _Fixed(torch.nn.Module):
     """A critic returning the given ``[B, B]`` scores."""
 
