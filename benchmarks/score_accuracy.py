@@ -3,7 +3,11 @@
 For each registered score estimator (``mireg.list_estimators("score")``), setting, distribution,
 dimension d and batch size M it measures the relative RMSE of the score,
 ``sqrt(mean |ŝ - s|²) / sqrt(mean |s|²)``, at the samples (in-sample) and at fresh points
-(out-of-sample, where the estimator supports ``at``), and the time per call. Distributions:
+(out-of-sample, where the estimator supports ``at``), and the time per call. Parametric
+estimators (``est.parametric``, the ssm score network) are first warmed up as MIGE uses them:
+``WARMUP_CALLS`` score() calls on fresh batches of the same size from the same distribution
+(300, or 100 with ``--quick``; the table reports the number); nonparametric ones need none.
+Distributions (from :mod:`mireg.testing`):
 
 * ``normal``: N(0, I), the main use case (MIGE whitens batches before scoring them);
 * ``gaussian``: N(μ, Σ), Σ with eigenvalues log-spaced in [0.25, 4] in a random basis;
@@ -13,7 +17,9 @@ It also prints three speed ratios measured side by side in the same run (float32
 SSGE fit+evaluate at M = 512, d = 64 over one ``torch.linalg.eigh`` of 512×512 (target ≤ 2),
 Stein at M = 2048, d = 64 over one Cholesky factorisation + solve of that size (target ≤ 2), and
 SSGE with the full ``eigh`` over SSGE with the top-J subspace solver at M = 2048, d = 10
-(target ≥ 10). Results go to ``benchmarks/results/score_accuracy.{json,md}``.
+(target ≥ 10). Beside them, SSGE with MIGE's options (``TUNED_SCORE_OPTIONS``) at M = 128,
+d = 64 and 128 with the default solver over the same with ``eigensolver="eigh"`` (target ≤ 1: a
+small batch must not pay for a subspace attempt). Results go to ``benchmarks/results/score_accuracy.{json,md}``.
 
     python benchmarks/score_accuracy.py [--quick]
 """
@@ -23,7 +29,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import platform
 import time
 from collections.abc import Callable
@@ -31,12 +36,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 import mireg
+from mireg.estimators import ScoreEstimator
+from mireg.mige import TUNED_SCORE_OPTIONS
+from mireg.testing import (
+    ClosedFormDistribution,
+    Gaussian,
+    GaussianMixture,
+    StandardNormal,
+    relative_rmse,
+    sample_with_score,
+)
 
 RESULTS = Path(__file__).parent / "results"
-Sampler = Callable[[int], tuple[Tensor, Tensor]]
+RULE = "|---|---|---|---|---|---|---|---|---|"
 
 #: Settings beyond the defaults, per estimator name (estimators not listed run with defaults).
 SETTINGS: dict[str, list[dict[str, Any]]] = {
@@ -45,39 +59,27 @@ SETTINGS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def distributions(d: int, generator: torch.Generator, dtype: torch.dtype) -> dict[str, Sampler]:
-    """Samplers returning ``(x [M, d], score(x) [M, d])`` for the three closed-form distributions."""
-    f64 = torch.float64
-    basis, _ = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=f64))
-    variances = torch.logspace(math.log10(0.25), math.log10(4.0), d, dtype=f64)
-    mean = torch.randn(d, generator=generator, dtype=f64)
-    root = basis * variances.sqrt()  # Σ = root rootᵀ
-    precision = basis @ torch.diag(1 / variances) @ basis.T
-    u = torch.randn(d, generator=generator, dtype=f64)
-    u = 1.5 * u / u.norm()
-
-    def normal(m: int) -> tuple[Tensor, Tensor]:
-        x = torch.randn(m, d, generator=generator, dtype=f64)
-        return x.to(dtype), (-x).to(dtype)
-
-    def gaussian(m: int) -> tuple[Tensor, Tensor]:
-        x = mean + torch.randn(m, d, generator=generator, dtype=f64) @ root.T
-        return x.to(dtype), (-(x - mean) @ precision).to(dtype)
-
-    def mixture(m: int) -> tuple[Tensor, Tensor]:
-        first = torch.rand(m, generator=generator, dtype=f64) < 0.3
-        x = torch.randn(m, d, generator=generator, dtype=f64) + torch.where(first[:, None], u, -u)
-        logit = math.log(0.3 / 0.7) - 0.5 * ((x - u) ** 2).sum(1) + 0.5 * ((x + u) ** 2).sum(1)
-        r = torch.sigmoid(logit)[:, None]
-        return x.to(dtype), (-(x - u) * r - (x + u) * (1 - r)).to(dtype)
-
-    return {"normal": normal, "gaussian": gaussian, "mixture": mixture}
+def distributions(d: int, generator: torch.Generator, dtype: torch.dtype) -> dict[str, ClosedFormDistribution]:
+    """The three closed-form distributions of :mod:`mireg.testing`, parameters drawn from ``generator``."""
+    return {
+        "normal": StandardNormal(d, dtype=dtype),
+        "gaussian": Gaussian(d, generator=generator, dtype=dtype),
+        "mixture": GaussianMixture(d, generator=generator, dtype=dtype),
+    }
 
 
-def relative_rmse(estimate: Tensor, truth: Tensor) -> float:
-    """``sqrt(mean |ŝ - s|²) / sqrt(mean |s|²)`` over rows of ``[N, d]`` tensors."""
-    error = (estimate.double() - truth.double()).pow(2).sum(-1).mean()
-    return float((error / truth.double().pow(2).sum(-1).mean()).sqrt())
+def warm_up(estimator: ScoreEstimator, dist: ClosedFormDistribution, m: int, calls: int, seed: int) -> int:
+    """Train a parametric estimator as MIGE does: ``calls`` score() calls on fresh ``[m, d]`` batches.
+
+    Nonparametric estimators fit from scratch at every call: nothing to do, 0 calls. Returns the
+    number of calls made.
+    """
+    if not estimator.parametric:
+        return 0
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(calls):
+        estimator.score(dist.sample(m, generator))
+    return calls
 
 
 def best_time(call: Callable[[], object], repeats: int) -> float:
@@ -90,7 +92,13 @@ def best_time(call: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
+#: Warm-up score() calls of a parametric estimator before it is measured (full run, --quick).
+WARMUP_CALLS = (300, 100)
+
+
 def accuracy_rows(quick: bool) -> list[dict[str, Any]]:
+    """One row per estimator, setting, d, M and distribution (see the module docstring)."""
+    warmup = WARMUP_CALLS[1] if quick else WARMUP_CALLS[0]
     dims = (2, 10) if quick else (2, 10, 40)
     sizes = (128, 512) if quick else (128, 512, 2048)
     rows = []
@@ -99,10 +107,11 @@ def accuracy_rows(quick: bool) -> list[dict[str, Any]]:
             for d in dims:
                 for m in sizes:
                     generator = torch.Generator().manual_seed(1000 * d + m)
-                    for dist, sample in distributions(d, generator, torch.float32).items():
+                    for dist, law in distributions(d, generator, torch.float32).items():
                         estimator = mireg.score_estimator(info.name, **options)
-                        x, s = sample(m)
-                        queries, truth = sample(512)
+                        calls = warm_up(estimator, law, m, warmup, seed=1000 * d + m + 1)
+                        x, s = sample_with_score(law, m, generator)
+                        queries, truth = sample_with_score(law, 512, generator)
                         estimate = estimator.score(x)
                         try:
                             out = relative_rmse(estimator.score(x, at=queries), truth)
@@ -116,6 +125,7 @@ def accuracy_rows(quick: bool) -> list[dict[str, Any]]:
                                 "distribution": dist,
                                 "d": d,
                                 "M": m,
+                                "warmup_calls": calls,
                                 "in_sample": relative_rmse(estimate, s),
                                 "out_of_sample": out,
                                 "seconds": seconds,
@@ -129,12 +139,12 @@ def _format(row: dict[str, Any]) -> str:
     out = "n/a" if row["out_of_sample"] is None else f"{row['out_of_sample']:.3f}"
     return (
         f"| {row['estimator']} | {json.dumps(row['options'])} | {row['distribution']} | {row['d']} | {row['M']} "
-        f"| {row['in_sample']:.3f} | {out} | {1000 * row['seconds']:.1f} |"
+        f"| {row['warmup_calls']} | {row['in_sample']:.3f} | {out} | {1000 * row['seconds']:.1f} |"
     )
 
 
 def speed_ratios() -> dict[str, dict[str, float]]:
-    """The three side-by-side ratios (float32, best of 5 or 3 runs each)."""
+    """The side-by-side ratios (float32, best of 5 or 3 runs each; best of 50 at M = 128)."""
     generator = torch.Generator().manual_seed(0)
     ssge = mireg.score_estimator("ssge")
     x = torch.randn(512, 64, generator=generator)
@@ -153,7 +163,20 @@ def speed_ratios() -> dict[str, dict[str, float]]:
     x = torch.randn(2048, 10, generator=generator)
     full_2048 = best_time(lambda: full.score(x), 3)
     top_2048 = best_time(lambda: ssge.score(x), 3)
+    small = {}
+    for d in (64, 128):
+        x = torch.randn(128, d, generator=generator)
+        default = mireg.score_estimator("ssge", **TUNED_SCORE_OPTIONS["ssge"])
+        direct = mireg.score_estimator("ssge", **TUNED_SCORE_OPTIONS["ssge"], eigensolver="eigh")
+        default_s = best_time(functools.partial(default.score, x), 50)
+        direct_s = best_time(functools.partial(direct.score, x), 50)
+        small[f"ssge_mige_options_128_d{d}_default_over_eigh"] = {
+            "default_s": default_s,
+            "eigh_s": direct_s,
+            "ratio": default_s / direct_s,
+        }
     return {
+        **small,
         "ssge_512_d64_over_eigh_512": {"ssge_s": ssge_512, "eigh_s": eigh_512, "ratio": ssge_512 / eigh_512},
         "stein_2048_d64_over_cholesky_solve_2048": {
             "stein_s": stein_2048,
@@ -173,8 +196,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="d in {2, 10}, M in {128, 512}: under a minute")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    header = "| estimator | options | distribution | d | M | rel. RMSE in-sample | out-of-sample | ms/call |"
-    print(header + "\n|---|---|---|---|---|---|---|---|", flush=True)
+    header = (
+        "| estimator | options | distribution | d | M | warm-up calls | rel. RMSE in-sample | out-of-sample "
+        "| ms/call |"
+    )
+    print(header + "\n" + RULE, flush=True)
     rows = accuracy_rows(args.quick)
     ratios = speed_ratios()
     lines = [
@@ -184,13 +210,18 @@ def main() -> None:
         f"{ratios['stein_2048_d64_over_cholesky_solve_2048']['ratio']:.2f} (target <= 2)",
         f"SSGE full eigh / subspace at M=2048, d=10: "
         f"{ratios['ssge_2048_d10_full_eigh_over_subspace']['ratio']:.1f}x (target >= 10)",
+        *(
+            f"SSGE (MIGE options) at M=128, d={d}, default solver / eigh solver: "
+            f"{ratios[f'ssge_mige_options_128_d{d}_default_over_eigh']['ratio']:.2f} (target <= 1)"
+            for d in (64, 128)
+        ),
     ]
     print("\n".join(lines))
     RESULTS.mkdir(exist_ok=True)
     name = "score_accuracy_quick" if args.quick else "score_accuracy"
     meta = {"torch": torch.__version__, "machine": platform.processor() or platform.machine(), "threads": 1}
     (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows, "ratios": ratios}, indent=2))
-    table = [header, "|---|---|---|---|---|---|---|---|", *(_format(row) for row in rows)]
+    table = [header, RULE, *(_format(row) for row in rows)]
     (RESULTS / f"{name}.md").write_text(
         "# Score estimator accuracy (float32, one thread)\n\n" + "\n".join(table) + "\n\n" + "\n\n".join(lines) + "\n"
     )

@@ -7,9 +7,9 @@ import warnings
 import pytest
 import torch
 from conftest import relative_rmse, sample_with_score
-from mireg_stein import Stein
 
 import mireg
+from mireg_stein import Stein
 
 # Relative RMSE of Stein with default options, measured (float32 and float64 agree to 1e-3) with
 # the seeds below; the tolerance is 1.2 × the measured value.

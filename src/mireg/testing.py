@@ -1,0 +1,254 @@
+"""Closed-form distributions and MI toys for testing score and MI-gradient estimators.
+
+Public helpers for mireg's own tests and benchmarks and for third-party plugin authors: every
+distribution has an analytic score ∇ log p (and log density), so an estimator's output can be
+compared with the truth by :func:`relative_rmse`. Everything is deterministic given a
+:class:`torch.Generator` (or a seed): parameters and samples are drawn in float64 on the CPU and
+cast to the distribution's ``dtype``, so float32 and float64 runs see the same points.
+
+Example::
+
+    from mireg.testing import Gaussian, relative_rmse, sample_with_score
+
+    g = torch.Generator().manual_seed(0)
+    dist = Gaussian(10, generator=g, dtype=torch.float32)
+    x, score = sample_with_score(dist, 512, g)          # [512, 10] each
+    assert relative_rmse(my_estimator.score(x), score) < 0.4
+
+The correlated-Gaussian toy (DESIGN.md §2): x, ε ~ N(0, I_d), y = ρ x + sqrt(1 − ρ²) ε has
+I(x; y) = −(d/2) log(1 − ρ²) and dI/dρ = ρ d / (1 − ρ²); see :func:`correlated_gaussians`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ClosedFormDistribution",
+    "Gaussian",
+    "GaussianMixture",
+    "StandardNormal",
+    "correlated_gaussian_mi",
+    "correlated_gaussian_mi_grad",
+    "correlated_gaussians",
+    "relative_rmse",
+    "sample_with_score",
+]
+
+_F64 = torch.float64
+
+
+def _generator(generator: torch.Generator | None, seed: int) -> torch.Generator:
+    return generator if generator is not None else torch.Generator().manual_seed(seed)
+
+
+class ClosedFormDistribution(ABC):
+    """A distribution on R^d with analytic log density and score.
+
+    Attributes:
+        dim: the dimension d.
+        dtype: the dtype of :meth:`sample` (computations happen in float64 first).
+    """
+
+    def __init__(self, dim: int, dtype: torch.dtype) -> None:
+        if dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim}")
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
+        self.dim = dim
+        self.dtype = dtype
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` i.i.d. samples ``[n, d]`` in :attr:`dtype` (CPU), drawn from ``generator``."""
+        return self._sample64(n, generator).to(self.dtype)
+
+    def score(self, x: Tensor) -> Tensor:
+        """∇_x log p(x) at ``x`` ``[..., d]`` -> ``[..., d]``, in the dtype and on the device of ``x``."""
+        return self._score64(x.to(_F64)).to(device=x.device, dtype=x.dtype)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) at ``x`` ``[..., d]`` -> ``[...]``, differentiable in ``x``."""
+        return self._log_prob(x)
+
+    @abstractmethod
+    def _sample64(self, n: int, generator: torch.Generator) -> Tensor:
+        """``[n, d]`` float64 samples."""
+
+    @abstractmethod
+    def _score64(self, x: Tensor) -> Tensor:
+        """The score at float64 ``x`` ``[..., d]``."""
+
+    @abstractmethod
+    def _log_prob(self, x: Tensor) -> Tensor:
+        """log p at ``x`` ``[..., d]`` -> ``[...]`` (in the dtype of ``x``)."""
+
+
+class StandardNormal(ClosedFormDistribution):
+    """N(0, I_d): score −x. The case MIGE sees after whitening a batch."""
+
+    def __init__(self, dim: int, *, dtype: torch.dtype = _F64) -> None:
+        super().__init__(dim, dtype)
+
+    def _sample64(self, n: int, generator: torch.Generator) -> Tensor:
+        return torch.randn(n, self.dim, generator=generator, dtype=_F64)
+
+    def _score64(self, x: Tensor) -> Tensor:
+        return -x
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        return -0.5 * x.pow(2).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
+
+
+class Gaussian(ClosedFormDistribution):
+    """Anisotropic N(μ, Σ) with Σ = Q diag(λ) Qᵀ, λ log-spaced over ``variance_range``.
+
+    Q (a random orthogonal ``[d, d]``) and then μ = ``mean_scale`` · N(0, I_d) are drawn from
+    ``generator`` (or a new one seeded with ``seed``), in that order. Score −Σ⁻¹ (x − μ).
+
+    Args:
+        dim: d.
+        generator: the source of Q and μ; it advances, so samples drawn from it afterwards
+            continue the same stream.
+        seed: used only when ``generator`` is None.
+        variance_range: (smallest, largest) eigenvalue of Σ; their ratio is its condition number.
+        mean_scale: standard deviation of the entries of μ.
+        dtype: dtype of samples and parameters.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+        variance_range: tuple[float, float] = (0.25, 4.0),
+        mean_scale: float = 1.0,
+        dtype: torch.dtype = _F64,
+    ) -> None:
+        super().__init__(dim, dtype)
+        low, high = variance_range
+        if not 0 < low <= high:
+            raise ValueError(f"variance_range must satisfy 0 < low <= high, got {variance_range}")
+        g = _generator(generator, seed)
+        self.basis = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=_F64)).Q  # Q [d, d]
+        self.variances = torch.logspace(math.log10(low), math.log10(high), dim, dtype=_F64)  # λ [d]
+        self.mean = mean_scale * torch.randn(dim, generator=g, dtype=_F64)  # μ [d]
+
+    @property
+    def covariance(self) -> Tensor:
+        """Σ ``[d, d]`` (float64)."""
+        return (self.basis * self.variances) @ self.basis.T
+
+    def _sample64(self, n: int, generator: torch.Generator) -> Tensor:
+        noise = torch.randn(n, self.dim, generator=generator, dtype=_F64)
+        return self.mean + (noise * self.variances.sqrt()) @ self.basis.T
+
+    def _score64(self, x: Tensor) -> Tensor:
+        return -((x - self.mean) @ self.basis / self.variances) @ self.basis.T
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        basis, variances, mean = (t.to(device=x.device, dtype=x.dtype) for t in (self.basis, self.variances, self.mean))
+        rotated = (x - mean) @ basis
+        quad = (rotated.pow(2) / variances).sum(-1)
+        return -0.5 * (quad + variances.log().sum() + self.dim * math.log(2 * math.pi))
+
+
+class GaussianMixture(ClosedFormDistribution):
+    """Two components: ``weight`` · N(a u, I) + (1 − ``weight``) · N(−a u, I), |u| = 1, a = ``separation``.
+
+    u is drawn from ``generator`` (or a new one seeded with ``seed``). Bimodal along u for
+    a > 1. Score −(x − Σ_k r_k(x) μ_k) with the responsibilities r_k.
+
+    Args:
+        dim: d.
+        generator: the source of u (it advances).
+        seed: used only when ``generator`` is None.
+        weight: probability of the component at +a u, in (0, 1).
+        separation: a, the distance of each mean from the origin.
+        dtype: dtype of the samples.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+        weight: float = 0.3,
+        separation: float = 1.5,
+        dtype: torch.dtype = _F64,
+    ) -> None:
+        super().__init__(dim, dtype)
+        if not 0 < weight < 1:
+            raise ValueError(f"weight must be in (0, 1), got {weight}")
+        direction = torch.randn(dim, generator=_generator(generator, seed), dtype=_F64)
+        self.shift = separation * direction / direction.norm()  # a u [d]
+        self.weight = weight
+
+    def _sample64(self, n: int, generator: torch.Generator) -> Tensor:
+        first = torch.rand(n, generator=generator, dtype=_F64) < self.weight
+        noise = torch.randn(n, self.dim, generator=generator, dtype=_F64)
+        return noise + torch.where(first[:, None], self.shift, -self.shift)
+
+    def _score64(self, x: Tensor) -> Tensor:
+        u = self.shift
+        logit = math.log(self.weight / (1 - self.weight)) - 0.5 * (x - u).pow(2).sum(-1) + 0.5 * (x + u).pow(2).sum(-1)
+        r = torch.sigmoid(logit).unsqueeze(-1)  # responsibility of the +a u component
+        return -(x - u) * r - (x + u) * (1 - r)
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        u = self.shift.to(device=x.device, dtype=x.dtype)
+        log_weights = (math.log(self.weight), math.log(1 - self.weight))
+        parts = torch.stack([w - 0.5 * (x - m).pow(2).sum(-1) for w, m in zip(log_weights, (u, -u), strict=True)])
+        return parts.logsumexp(0) - 0.5 * self.dim * math.log(2 * math.pi)
+
+
+def sample_with_score(dist: ClosedFormDistribution, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``n`` samples and their true scores, ``([n, d], [n, d])`` in ``dist.dtype``.
+
+    The score is computed from the float64 samples before the cast, so it is the exact score of
+    the float64 points (and within rounding of the score of the cast ones).
+    """
+    x = dist._sample64(n, generator)
+    return x.to(dist.dtype), dist._score64(x).to(dist.dtype)
+
+
+def relative_rmse(estimate: Tensor, truth: Tensor) -> float:
+    """``sqrt(mean |ŝ − s|²) / sqrt(mean |s|²)`` over the rows of ``[..., N, d]`` tensors (in float64)."""
+    if estimate.shape != truth.shape:
+        raise ValueError(
+            f"estimate and truth must have the same shape, got {tuple(estimate.shape)} and {tuple(truth.shape)}"
+        )
+    error = (estimate.double() - truth.double()).pow(2).sum(-1).mean()
+    return float((error / truth.double().pow(2).sum(-1).mean()).sqrt())
+
+
+def correlated_gaussians(
+    n: int, dim: int, rho: float | Tensor, generator: torch.Generator, *, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    """The MI toy: x, ε ~ N(0, I_d) and y = ρ x + sqrt(1 − ρ²) ε, each ``[n, d]``.
+
+    ``rho`` may be a tensor that requires grad (a leaf): y is then differentiable in it, so
+    ``mi(x, y).backward()`` puts an estimate of :func:`correlated_gaussian_mi_grad` into ``rho.grad``.
+    """
+    rho_value = float(rho.detach()) if isinstance(rho, Tensor) else float(rho)
+    if not -1 < rho_value < 1:
+        raise ValueError(f"rho must be in (-1, 1), got {rho_value}")
+    x = torch.randn(n, dim, generator=generator, dtype=_F64).to(dtype)
+    noise = torch.randn(n, dim, generator=generator, dtype=_F64).to(dtype)
+    r = rho.to(dtype) if isinstance(rho, Tensor) else torch.tensor(rho, dtype=dtype)
+    return x, r * x + (1 - r.pow(2)).sqrt() * noise
+
+
+def correlated_gaussian_mi(dim: int, rho: float) -> float:
+    """I(x; y) = −(d/2) log(1 − ρ²) of :func:`correlated_gaussians`, in nats."""
+    return -0.5 * dim * math.log1p(-rho * rho)
+
+
+def correlated_gaussian_mi_grad(dim: int, rho: float) -> float:
+    """dI/dρ = ρ d / (1 − ρ²) of :func:`correlated_gaussians`."""
+    return rho * dim / (1 - rho * rho)
