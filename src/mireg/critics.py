@@ -146,7 +146,7 @@ def build_critic(
     layers: int,
     embed_dim: int,
     activation: Activation,
-) -> nn.Module:
+) -> SeparableCritic | ConcatCritic:
     """The critic named ``critic`` (``"separable"`` or ``"concat"``), with options checked.
 
     ``embed_dim`` applies to the separable critic only. ``x_dim``/``z_dim`` build it eagerly;
@@ -179,7 +179,9 @@ def materialize(module: nn.Module, x: Tensor, z: Tensor) -> None:
         module(x, z)
 
 
-def pair_scores(critic: nn.Module, x: Tensor, z: Tensor, negatives: int | None = None) -> tuple[Tensor, Tensor]:
+def pair_scores(
+    critic: SeparableCritic | ConcatCritic, x: Tensor, z: Tensor, negatives: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Scores of the B joint pairs and of product-of-marginals pairs taken from the batch.
 
     Args:

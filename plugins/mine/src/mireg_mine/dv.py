@@ -44,6 +44,9 @@ class MINE(MIGradientEstimator):
       negatives: negative pairs per row, (x_i, z_(i+s) mod B) for s = 1..K; None: all B - 1 (default)
     """
 
+    log_ema: Tensor
+    ema_steps: Tensor
+
     name = "mine"
     references = ("Belghazi et al., Mutual Information Neural Estimation, ICML 2018",)
 
