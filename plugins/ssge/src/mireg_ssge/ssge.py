@@ -83,8 +83,9 @@ class SSGE(ScoreEstimator):
     Without the ridge, 0.99 keeps the near-flat tail of the spectrum at d >= 10 (0.6-0.84);
     0.94 fails at d = 2 on the anisotropic Gaussian (0.96); a fixed ``n_eigen`` fails either at
     d = 2 (tiny eigenvalues) or at d = 40 (too few). Bandwidth multipliers 0.5 and 1.5-2 were worse
-    on the anisotropic Gaussian than 1. The ``"subspace"`` solver matches ``"eigh"`` (0.222 vs
-    0.225 at M = 2048, d = 10) and is several times faster whenever J <= M/4.
+    on the anisotropic Gaussian than 1. The ``"subspace"`` solver (a sketch-sized randomized
+    Nyström step, see :meth:`_first_block`) is within 2% of ``"eigh"`` in relative RMSE (worst
+    measured 1.019×) and 11× faster at M = 2048, d = 10; below M = 256 it is ``eigh`` directly.
 
     Options:
       threshold: keep eigenvalues while their cumulative share of trace(K) is below this (0.99 if n_eigen unset)
