@@ -8,9 +8,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mireg.errors import MiregError
+from mireg.errors import MiregError, UnknownEstimatorError
 from mireg.options import option_specs
-from mireg.registry import KINDS, default_registry, _version
+from mireg.registry import _version, default_registry
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Command] = {}
@@ -55,11 +55,15 @@ def _plugins(args: argparse.Namespace) -> int:
 @command("show")
 def _show(args: argparse.Namespace) -> int:
     registry = default_registry()
-    kinds = [args.kind] if args.kind else [k for k in KINDS if any(
-        e for e in registry.list(k) if args.name.rpartition("/")[2].lower() in {e.name, *e.aliases}
-    )] or ["score"]
+    kinds = [args.kind] if args.kind else ["score", "mi_gradient"]
+    found = []
     for kind in kinds:
-        info = registry.get(kind, args.name)
+        try:
+            found.append(registry.get(kind, args.name))
+        except UnknownEstimatorError:
+            if len(kinds) == 1 or (kind == kinds[-1] and not found):
+                raise
+    for info in found:
         print(f"{info.name}  ({info.kind}, from {info.plugin} {info.version})")
         print(f"  {info.summary}")
         if info.aliases:
@@ -68,7 +72,7 @@ def _show(args: argparse.Namespace) -> int:
         print("  options:" if specs else "  options: none")
         for spec in specs.values():
             print(f"    {spec.describe()}" + (f"  -- {spec.doc}" if spec.doc else ""))
-        for reference in getattr(info.cls, "references", ()):
+        for reference in info.cls.references:
             print(f"  reference: {reference}")
     return 0
 
@@ -101,6 +105,11 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
     p.add_argument("--device", default=None, help="override train.device: cpu, cuda, cuda:N or auto")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="train on all ranks of a torchrun launch (implied when torchrun starts several processes)",
+    )
     p = sub.add_parser("check", help="validate a configuration (names, options, types, paths) without training")
     p.add_argument("config", help="path of the TOML configuration")
 
@@ -132,17 +141,26 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mireg.training import Interrupted, Trainer, results_table
+    from mireg.distributed import join, launched_with_ranks, leave, world
+    from mireg.training import Interrupted, Trainer, resolve_device, results_table
 
     resolved = _resolved_config(args)
+    distributed = args.distributed or launched_with_ranks()
+    if distributed:
+        join(resolve_device(resolved.train.device))
+    rank = world()[0]
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     try:
         results = Trainer(resolved, out).run(resume=args.resume)
     except Interrupted as stop:
         print(f"mireg run: {stop}", file=sys.stderr)
         return 128 + stop.signal
-    print(results_table(results, resolved.task_cls.headline))
-    print(f"results: {out / 'results.json'}  metrics: {out / 'metrics.jsonl'}  curves: {out / 'curves.png'}")
+    finally:
+        if distributed:
+            leave()
+    if rank == 0:
+        print(results_table(results, resolved.task_cls.headline))
+        print(f"results: {out / 'results.json'}  metrics: {out / 'metrics.jsonl'}  curves: {out / 'curves.png'}")
     return 0
 
 

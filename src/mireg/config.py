@@ -24,10 +24,13 @@ import difflib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from mireg.errors import ConfigError, MiregError
 from mireg.options import validate_options
+
+if TYPE_CHECKING:
+    from mireg.tasks import Task
 
 BLOCKS = ("task", "data", "model", "estimator", "train", "eval")
 _NAMED = ("task", "data", "estimator")
@@ -189,7 +192,7 @@ class Resolved:
     """A configuration with every name looked up and every option validated (nothing trained)."""
 
     config: Config
-    task_cls: type
+    task_cls: type[Task]
     task: Any
     dataset: Any
     model: Any

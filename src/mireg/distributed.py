@@ -10,11 +10,14 @@ processes × B samples then gives the gradient of one process with N·B samples.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from mireg.errors import ConfigError
 
 
 def world() -> tuple[int, int]:
@@ -58,3 +61,62 @@ def gather_rows(local: Tensor) -> Tensor:
         return local
     gathered: Tensor = _GatherRows.apply(local)
     return gathered
+
+
+def launched_with_ranks() -> bool:
+    """Whether this process was started by ``torchrun`` (or another launcher) with several ranks."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def join(device: torch.device) -> torch.device:
+    """Join the process group described by torchrun's environment; this rank's device.
+
+    The backend is NCCL for CUDA devices (each rank on ``cuda:LOCAL_RANK``) and gloo on the CPU.
+    """
+    if not launched_with_ranks():
+        raise ConfigError(
+            "--distributed needs the environment of a multi-process launcher (WORLD_SIZE > 1, RANK, "
+            "MASTER_ADDR, MASTER_PORT); start it as: torchrun --nproc_per_node=N -m mireg run CONFIG"
+        )
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def leave() -> None:
+    """Leave the process group joined by :func:`join` (nothing when none is initialised)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average ``param.grad`` over ranks in place, as DistributedDataParallel does (a missing
+    gradient counts as zero, so every rank reduces the same tensors)."""
+    size = world()[1]
+    if size == 1:
+        return
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        dist.all_reduce(param.grad)
+        param.grad /= size
+
+
+def any_rank(*flags: bool, device: torch.device) -> list[bool]:
+    """For each flag, whether it is set on any rank (every rank gets the same answer)."""
+    values = torch.tensor([float(f) for f in flags], device=device)
+    if world()[1] > 1:
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in values.tolist()]
+
+
+def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Average a dict of scalars over ranks (identical key order on every rank)."""
+    if world()[1] == 1 or not values:
+        return values
+    packed = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    dist.all_reduce(packed)
+    return dict(zip(values, (packed / world()[1]).tolist(), strict=True))

@@ -2,6 +2,14 @@
 
 from mireg.training.checkpoint import CheckpointError, load_checkpoint
 from mireg.training.reports import results_table
-from mireg.training.trainer import Interrupted, Trainer, TrainingError
+from mireg.training.trainer import Interrupted, Trainer, TrainingError, resolve_device
 
-__all__ = ["CheckpointError", "Interrupted", "Trainer", "TrainingError", "load_checkpoint", "results_table"]
+__all__ = [
+    "CheckpointError",
+    "Interrupted",
+    "Trainer",
+    "TrainingError",
+    "load_checkpoint",
+    "resolve_device",
+    "results_table",
+]

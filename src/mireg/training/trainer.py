@@ -5,6 +5,12 @@ saved in every checkpoint) and the batch order (a function of seed and epoch, se
 :func:`mireg.data.epoch_order`); the learning rate is a function of the epoch. A run stopped by
 SIGINT/SIGTERM finishes its step, checkpoints mid-epoch and exits; a crash leaves the last
 epoch's checkpoint. Either way ``--resume`` ends with the metrics of an uninterrupted run.
+
+Under torch.distributed (``torchrun ... -m mireg run``) every rank holds the data and takes its
+slice of each global batch of ``world_size × train.batch_size`` rows; the estimators gather the
+global batch themselves (:mod:`mireg.distributed`), gradients are averaged over ranks as
+DistributedDataParallel would, and stopping is agreed on by all ranks at the same step. Only
+rank 0 shows progress and writes checkpoints, metrics, curves and results.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from tqdm import tqdm
 
 from mireg.config import Resolved
 from mireg.data import Splits, steps_per_epoch, training_batches
+from mireg.distributed import any_rank, average_gradients, mean_over_ranks, world
 from mireg.errors import ConfigError, MiregError
 from mireg.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mireg.training.reports import plot_curves, write_json, write_metrics
@@ -114,7 +121,11 @@ class Trainer:
         self.task = resolved.task
         self.out = Path(out)
         self.progress = progress
+        self.rank, self.world = world()
+        self.main = self.rank == 0
         self.device = resolve_device(self.settings.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU
         self.dtype = getattr(torch, self.settings.dtype)
 
     # ------------------------------------------------------------------ setup
@@ -146,7 +157,8 @@ class Trainer:
     # ------------------------------------------------------------------ steps
     @staticmethod
     def _apply(losses: dict[str, Tensor], groups: dict[str, list[nn.Parameter]], optimizers: dict[str, Any]) -> None:
-        """Each group's optimizer minimises its own loss w.r.t. its own parameters only."""
+        """Each group's optimizer minimises its own loss w.r.t. its own parameters only (with the
+        gradients averaged over ranks under torch.distributed)."""
         active = [g for g in groups if g in losses and losses[g].requires_grad]
         for index, group in enumerate(active):
             params = groups[group]
@@ -155,10 +167,13 @@ class Trainer:
             )
             for param, grad in zip(params, grads, strict=True):
                 param.grad = grad
+            average_gradients(params)
         for group in active:  # only after every gradient is computed: steps change parameters in place
             optimizers[group].step()
 
     def _checkpoint(self, module: nn.Module, optimizers: dict[str, Any], state: _State) -> None:
+        if not self.main:
+            return
         save_checkpoint(
             self.out / CHECKPOINT,
             {
@@ -213,7 +228,8 @@ class Trainer:
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             state = _State()
-        write_metrics(self.out / METRICS, state.history)
+        if self.main:
+            write_metrics(self.out / METRICS, state.history)
         with stop_requests() as stops:
             while state.epoch < self.settings.epochs:
                 self._epoch(data, module, groups, optimizers, state, stops)
@@ -233,17 +249,25 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = s.lr_at(epoch, self._base_lr(name))
         module.train()
-        total = steps_per_epoch(data.train, s.batch_size)
+        total = steps_per_epoch(data.train, s.batch_size * self.world)
         if total == 0:
-            raise ConfigError(f"train.batch_size = {s.batch_size} exceeds the {len(data.train)} training rows")
-        bar = tqdm(total=total, initial=state.step, desc=f"epoch {epoch + 1}/{s.epochs}", disable=not self.progress)
+            raise ConfigError(
+                f"train.batch_size = {s.batch_size} on {self.world} process(es) exceeds the {len(data.train)} "
+                "training rows"
+            )
+        visible = self.progress and self.main
+        bar = tqdm(total=total, initial=state.step, desc=f"epoch {epoch + 1}/{s.epochs}", disable=not visible)
+        mine = slice(self.rank * s.batch_size, (self.rank + 1) * s.batch_size)
         with bar:
-            for x, y in training_batches(data.train, s.batch_size, seed=s.seed, epoch=epoch, skip=state.step):
-                out = self.task.step(module, x, y)
+            batches = training_batches(data.train, s.batch_size * self.world, seed=s.seed, epoch=epoch, skip=state.step)
+            for x, y in batches:
+                out = self.task.step(module, x[mine], y[mine])
                 loss = out.losses["model"]
-                if not torch.isfinite(loss):
+                diverged, stopping = any_rank(not bool(torch.isfinite(loss)), bool(stops), device=self.device)
+                if diverged:
                     raise TrainingError(
-                        f"the loss became {float(loss)} in epoch {epoch + 1}, step {state.step + 1}; "
+                        f"the loss became non-finite ({float(loss)} on rank {self.rank}) in epoch {epoch + 1}, "
+                        f"step {state.step + 1}; "
                         f"{self.out / CHECKPOINT} keeps the last good state (try a lower train.lr)"
                     )
                 self._apply(out.losses, groups, optimizers)
@@ -255,21 +279,23 @@ class Trainer:
                 bar.update(1)
                 if "loss" in state.running:
                     bar.set_postfix(loss=f"{state.running['loss'][0] / state.running['loss'][1]:.4f}")
-                if stops:
+                if stopping:
                     self._checkpoint(module, optimizers, state)
-                    self._interrupted(stops[0], state)
+                    self._interrupted(stops[0] if stops else signal.SIGTERM, state)
             module.eval()
             row: dict[str, Any] = {"epoch": epoch + 1, "lr": s.lr_at(epoch, s.lr)}
-            row.update({f"train_{k}": total_ / count for k, (total_, count) in state.running.items()})
+            train = {f"train_{k}": total_ / count for k, (total_, count) in state.running.items()}
+            row.update(mean_over_ranks(train, self.device))
             row.update(self.task.evaluate(module, data, "val", self.resolved.eval))
             shown = {key: f"{row[key]:.4f}" for key in ("train_loss", "val_error") if key in row}
             bar.set_postfix(shown)
         state.history.append(row)
         state.epoch, state.step, state.running = epoch + 1, 0, {}
         self._checkpoint(module, optimizers, state)
-        write_metrics(self.out / METRICS, state.history)
-        if stops:
-            self._interrupted(stops[0], state)
+        if self.main:
+            write_metrics(self.out / METRICS, state.history)
+        if any_rank(bool(stops), device=self.device)[0]:
+            self._interrupted(stops[0] if stops else signal.SIGTERM, state)
 
     def _interrupted(self, signum: int, state: _State) -> None:
         name = signal.Signals(signum).name
@@ -296,6 +322,7 @@ class Trainer:
             "runtime_s": runtime,
             "config": config.to_dict(),
         }
-        write_json(self.out / RESULTS, results)
-        plot_curves(self.out / CURVES, state.history)
+        if self.main:
+            write_json(self.out / RESULTS, results)
+            plot_curves(self.out / CURVES, state.history)
         return results
