@@ -3,9 +3,9 @@
 Every method uses ``configs/dim-digits.toml`` (and ``configs/dim-cifar10.toml`` where the CIFAR-10
 files are present under ``--cifar-root``) with its own objective: global DIM with the JSD or
 InfoNCE critic on (conv features, Y), each with and without prior matching, and MIGE's gradient
-of I(x; Y) (Circumstance I). Each run trains the encoder with the trainer's batches and step
-(Adam at ``train.lr``, critics at ``train.critic_lr``; no per-epoch probes), then freezes it
-and trains the three probes once (conv, fc, Y); the probe epoch is chosen on the validation
+of I(x; Y) (Circumstance I). Each run trains the encoder with the trainer (validation, which
+trains the probes, only after the last epoch), then freezes it and trains the three probes once
+(conv, fc, Y); the probe epoch is chosen on the validation
 split, the test accuracy at that epoch is reported as mean ± std over seeds. The paper's claim
 checked here: MIGE loses less accuracy from conv to Y than the bound-based objectives
 (CIFAR-10: MIGE 57.95 / 57.09 / 53.75, DIM(JSD) 55.81 / 45.73 / 40.67).
@@ -24,6 +24,7 @@ import dataclasses
 import json
 import platform
 import statistics
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -31,12 +32,12 @@ from typing import Any
 
 import torch
 
-from mireg.config import Selection, load_config, resolve
-from mireg.data import training_batches
+from mireg.config import Resolved, Selection, load_config, resolve
 from mireg.errors import ConfigError
 from mireg.registry import default_registry
 from mireg.tasks.dim import DIM, LAYERS
-from mireg.training.trainer import Trainer, resolve_device, seed_everything
+from mireg.training import Trainer, resolve_device
+from mireg.training.trainer import seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -80,7 +81,8 @@ class Job:
 
 
 def run_job(job: Job) -> dict[str, Any]:
-    """Train one encoder as ``mireg run`` does (without per-epoch probes), then probe it once."""
+    """Train one encoder with the trainer (validated, i.e. probed, once at the end), or probe the
+    untrained encoder; the per-layer probe accuracies."""
     torch.set_num_threads(1)
     started = time.perf_counter()
     _, estimator, task_options = METHODS[job.method]
@@ -91,41 +93,41 @@ def run_job(job: Job) -> dict[str, Any]:
         estimator=estimator,
         data=Selection(base.data.name, {**base.data.options, **dict(job.data_options)}),
         eval={**base.eval, "epochs": job.probe_epochs},
-    ).with_train(epochs=job.epochs, seed=job.seed, device=job.device)
+    ).with_train(epochs=job.epochs, seed=job.seed, device=job.device, threads=1, validate_every=job.epochs)
     resolved = resolve(config)
-    settings, task = resolved.train, resolved.task
-    assert isinstance(task, DIM)
-    device = resolve_device(settings.device)
-    seed_everything(settings.seed)
-    data = resolved.dataset.load().to(device, torch.float32)
-    mi = default_registry().create("mi_gradient", estimator.name, estimator.options)
-    network = task.build(data, resolved.model, mi, device=device, dtype=torch.float32)
-    groups = task.parameter_groups(network)
-    optimizers = {
-        name: torch.optim.Adam(
-            params,
-            lr=settings.lr if name == "model" else settings.critic_lr or settings.lr,
-            weight_decay=settings.weight_decay,
-        )
-        for name, params in groups.items()
-    }
-    network.train()
-    for epoch in range(0 if job.method == "untrained" else settings.epochs):
-        for x, y in training_batches(data.train, settings.batch_size, seed=settings.seed, epoch=epoch):
-            out = task.step(network, x, y)
-            if not torch.isfinite(out.losses["model"]):
-                raise RuntimeError(f"{job.method} seed {job.seed}: the loss diverged in epoch {epoch + 1}")
-            Trainer._apply(out.losses, groups, optimizers)
-    network.eval()
-    probes = task.probes(network, data, resolved.eval)
+    if job.method == "untrained":
+        probes = untrained_probes(resolved)
+        test = {layer: probes[layer].test for layer in LAYERS}
+        val = {layer: probes[layer].val for layer in LAYERS}
+        chosen = {layer: probes[layer].epoch for layer in LAYERS}
+    else:
+        with tempfile.TemporaryDirectory() as out:
+            metrics = Trainer(resolved, out, progress=False).run()["metrics"]
+        test = {layer: metrics[f"test_acc_{layer}"] for layer in LAYERS}
+        val = {layer: metrics[f"val_acc_{layer}"] for layer in LAYERS}
+        chosen = {layer: int(metrics[f"probe_epoch_{layer}"]) for layer in LAYERS}
     return {
         "method": job.method,
         "seed": job.seed,
-        "test": {layer: probes[layer].test for layer in LAYERS},
-        "val": {layer: probes[layer].val for layer in LAYERS},
-        "probe_epoch": {layer: probes[layer].epoch for layer in LAYERS},
+        "test": test,
+        "val": val,
+        "probe_epoch": chosen,
         "runtime_s": time.perf_counter() - started,
     }
+
+
+def untrained_probes(resolved: Resolved) -> dict[str, Any]:
+    """Probe results of the freshly initialised encoder (the control row)."""
+    device = resolve_device(resolved.train.device)
+    seed_everything(resolved.train.seed)
+    data = resolved.dataset.load().to(device, torch.float32)
+    assert resolved.config.estimator is not None
+    mi = default_registry().create("mi_gradient", resolved.config.estimator.name, resolved.config.estimator.options)
+    task = resolved.task
+    assert isinstance(task, DIM)
+    network = task.build(data, resolved.model, mi, device=device, dtype=torch.float32)
+    network.eval()
+    return task.probes(network, data, resolved.eval)
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:

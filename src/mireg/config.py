@@ -53,6 +53,8 @@ class TrainSettings:
       seed: seed of initialisation, sampling and batch order
       device: "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
       dtype: "float32" or "float64" of the model and the data
+      threads: torch threads of the run (None: torch's default); 1 avoids oversubscribing small shared machines
+      validate_every: epochs between validations (the last epoch is always validated)
     """
 
     name: ClassVar[str] = "train"
@@ -67,9 +69,17 @@ class TrainSettings:
     seed: int = 0
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
+    threads: int | None = None
+    validate_every: int = 1
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "decay_every": self.decay_every}
+        positive = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "decay_every": self.decay_every,
+            "validate_every": self.validate_every,
+            "threads": 1 if self.threads is None else self.threads,
+        }
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"train.{key} must be a positive integer, got {value}")

@@ -24,7 +24,7 @@ def write_metrics(path: Path, history: Sequence[dict[str, Any]]) -> None:
 
 
 def plot_curves(path: Path, history: Sequence[dict[str, Any]]) -> None:
-    """Training loss (left) and every ``*_error`` metric (right) against the epoch, as a PNG."""
+    """Training loss (left) and every ``*_error`` and ``*_acc*`` metric (right) against the epoch, as a PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -37,10 +37,13 @@ def plot_curves(path: Path, history: Sequence[dict[str, Any]]) -> None:
             loss_axes.plot(epochs, [row[key] for row in history], label=key)
     loss_axes.set(xlabel="epoch", ylabel="loss", title="training loss")
     loss_axes.legend()
-    for key in (k for k in (history[0] if history else {}) if k.endswith("_error")):
-        error_axes.plot(epochs, [100 * row[key] for row in history], label=key)
-    error_axes.set(xlabel="epoch", ylabel="error (%)", title="error")
-    error_axes.legend()
+    keys = dict.fromkeys(k for row in history for k in row if k.endswith("_error") or "_acc" in k)
+    for key in keys:  # validation may run every few epochs only: plot the epochs that have it
+        points = [(row["epoch"], 100 * row[key]) for row in history if key in row]
+        error_axes.plot(*zip(*points, strict=True), marker=".", label=key)
+    error_axes.set(xlabel="epoch", ylabel="%", title="error / accuracy")
+    if keys:
+        error_axes.legend()
     figure.savefig(path, dpi=100)
 
 

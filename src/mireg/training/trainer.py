@@ -43,7 +43,7 @@ METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 RESULTS = "results.json"
 #: [train] keys that may differ between a run and its resumption.
-RESUMABLE_CHANGES = ("epochs", "device")
+RESUMABLE_CHANGES = ("epochs", "device", "threads", "validate_every")
 
 
 class Interrupted(MiregError):
@@ -221,6 +221,8 @@ class Trainer:
             raise CheckpointError(
                 f"{self.out} already holds a run ({checkpoint}); pass --resume to continue it or choose another --out"
             )
+        if self.settings.threads is not None:
+            torch.set_num_threads(self.settings.threads)
         seed_everything(self.settings.seed)
         data, module, groups, optimizers = self._build()
         if resume:
@@ -286,7 +288,8 @@ class Trainer:
             row: dict[str, Any] = {"epoch": epoch + 1, "lr": s.lr_at(epoch, s.lr)}
             train = {f"train_{k}": total_ / count for k, (total_, count) in state.running.items()}
             row.update(mean_over_ranks(train, self.device))
-            row.update(self.task.evaluate(module, data, "val", self.resolved.eval))
+            if (epoch + 1) % s.validate_every == 0 or epoch + 1 == s.epochs:
+                row.update(self.task.evaluate(module, data, "val", self.resolved.eval))
             shown = {key: f"{row[key]:.4f}" for key in ("train_loss", "val_error") if key in row}
             bar.set_postfix(shown)
         state.history.append(row)
