@@ -35,6 +35,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from mireg.estimators import MIGradientEstimator
+
 CriticKind = Literal["separable", "concat"]
 Activation = Literal["relu", "elu", "gelu", "silu", "tanh", "leaky_relu"]
 
@@ -221,3 +223,50 @@ def off_diagonal(scores: Tensor) -> Tensor:
 def log_mean_exp(scores: Tensor) -> Tensor:
     """``log mean exp`` over all entries of ``scores`` (any shape), a 0-dim tensor (stable)."""
     return torch.logsumexp(scores.flatten(), dim=0) - math.log(scores.numel())
+
+
+class CriticEstimator(MIGradientEstimator):
+    """Base of the MI estimators that train a critic T(x, z) on in-batch pairs (MINE, NWJ, InfoNCE,
+    JSD): it builds the critic from the shared options and turns the pair scores into the value.
+
+    Subclasses declare the options (and their own defaults) in their ``__init__`` signature, pass
+    them on to this one, and implement :meth:`bound`. ``forward`` (the quantity to maximise) and
+    ``estimate`` (its value) both return ``bound`` of the batch unless a subclass changes the
+    gradient of ``forward`` (MINE's bias correction).
+    """
+
+    def __init__(
+        self,
+        *,
+        critic: CriticKind,
+        hidden: int,
+        layers: int,
+        embed_dim: int,
+        activation: Activation,
+        x_dim: int | None,
+        z_dim: int | None,
+        negatives: int | None,
+    ) -> None:
+        super().__init__()
+        check_negatives(negatives)
+        self.critic, self.hidden, self.layers, self.embed_dim = critic, hidden, layers, embed_dim
+        self.activation, self.x_dim, self.z_dim, self.negatives = activation, x_dim, z_dim, negatives
+        self.critic_net = build_critic(
+            critic, x_dim=x_dim, z_dim=z_dim, hidden=hidden, layers=layers, embed_dim=embed_dim, activation=activation
+        )
+
+    def scores(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``joint`` ``[B]`` and ``negative`` ``[B, K]`` critic scores of the batch (:func:`pair_scores`)."""
+        return pair_scores(self.critic_net, x, z, self.negatives)
+
+    def bound(self, joint: Tensor, negative: Tensor) -> Tensor:
+        """The estimator's value (0-dim, nats) from the scores of :meth:`scores`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement bound(joint, negative)")
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        """The value of the batch, to maximise; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
+        return self.bound(*self.scores(x, z))
+
+    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
+        """The value of the batch in nats (0-dim, differentiable); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
+        return self.bound(*self.scores(x, z))

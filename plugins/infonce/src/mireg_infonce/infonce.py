@@ -7,11 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from mireg.critics import Activation, CriticKind, build_critic, check_negatives, pair_scores
-from mireg.estimators import MIGradientEstimator
+from mireg.critics import Activation, CriticEstimator, CriticKind
 
 
-class InfoNCE(MIGradientEstimator):
+class InfoNCE(CriticEstimator):
     """InfoNCE: contrastive lower bound on I(x; z), at most log B for a batch of B pairs.
 
     With critic scores ``T [B, B]`` (``T[i, j] = T(x_i, z_j)``), each x_i must pick its own z_i
@@ -50,21 +49,18 @@ class InfoNCE(MIGradientEstimator):
         z_dim: int | None = None,
         negatives: int | None = None,
     ) -> None:
-        super().__init__()
-        check_negatives(negatives)
-        self.negatives = negatives
-        self.critic, self.hidden, self.layers, self.embed_dim = critic, hidden, layers, embed_dim
-        self.activation, self.x_dim, self.z_dim = activation, x_dim, z_dim
-        self.critic_net = build_critic(
-            critic, x_dim=x_dim, z_dim=z_dim, hidden=hidden, layers=layers, embed_dim=embed_dim, activation=activation
+        super().__init__(
+            critic=critic,
+            hidden=hidden,
+            layers=layers,
+            embed_dim=embed_dim,
+            activation=activation,
+            x_dim=x_dim,
+            z_dim=z_dim,
+            negatives=negatives,
         )
 
-    def forward(self, x: Tensor, z: Tensor) -> Tensor:
-        """I_NCE of the batch (0-dim, to maximise, <= log B); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
-        positive, negative = pair_scores(self.critic_net, x, z, self.negatives)
-        logits = torch.cat([positive.unsqueeze(1), negative], dim=1)  # [B, 1 + K], the true pair first
+    def bound(self, joint: Tensor, negative: Tensor) -> Tensor:
+        """I_NCE (0-dim, <= log(K + 1)) from ``joint`` ``[B]`` and ``negative`` ``[B, K]`` scores."""
+        logits = torch.cat([joint.unsqueeze(1), negative], dim=1)  # [B, 1 + K], the true pair first
         return torch.log_softmax(logits, dim=1)[:, 0].mean() + math.log(logits.shape[1])
-
-    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
-        """The InfoNCE bound on the batch in nats, a 0-dim tensor; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
-        return self.forward(x, z)

@@ -7,11 +7,10 @@ import math
 from torch import Tensor
 from torch.nn import functional
 
-from mireg.critics import Activation, CriticKind, build_critic, check_negatives, pair_scores
-from mireg.estimators import MIGradientEstimator
+from mireg.critics import Activation, CriticEstimator, CriticKind
 
 
-class JSD(MIGradientEstimator):
+class JSD(CriticEstimator):
     """JSD: Deep InfoMax's Jensen–Shannon estimator (2·JS divergence, NOT a bound on MI).
 
     With critic scores ``T [B, B]`` (``T[i, j] = T(x_i, z_j)``), joint pairs on the diagonal and
@@ -57,20 +56,17 @@ class JSD(MIGradientEstimator):
         z_dim: int | None = None,
         negatives: int | None = None,
     ) -> None:
-        super().__init__()
-        check_negatives(negatives)
-        self.negatives = negatives
-        self.critic, self.hidden, self.layers, self.embed_dim = critic, hidden, layers, embed_dim
-        self.activation, self.x_dim, self.z_dim = activation, x_dim, z_dim
-        self.critic_net = build_critic(
-            critic, x_dim=x_dim, z_dim=z_dim, hidden=hidden, layers=layers, embed_dim=embed_dim, activation=activation
+        super().__init__(
+            critic=critic,
+            hidden=hidden,
+            layers=layers,
+            embed_dim=embed_dim,
+            activation=activation,
+            x_dim=x_dim,
+            z_dim=z_dim,
+            negatives=negatives,
         )
 
-    def forward(self, x: Tensor, z: Tensor) -> Tensor:
-        """DIM's JSD value of the batch (0-dim, to maximise, in [0, 2 log 2]); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
-        joint, marginal = pair_scores(self.critic_net, x, z, self.negatives)
-        return -functional.softplus(-joint).mean() - functional.softplus(marginal).mean() + 2 * math.log(2)
-
-    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
-        """2·JS(p(x, z) || p(x)p(z)) estimated on the batch in nats, 0-dim; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
-        return self.forward(x, z)
+    def bound(self, joint: Tensor, negative: Tensor) -> Tensor:
+        """DIM's JSD value (0-dim, in [0, 2 log 2]) from ``joint`` ``[B]`` and ``negative`` ``[B, K]`` scores."""
+        return -functional.softplus(-joint).mean() - functional.softplus(negative).mean() + 2 * math.log(2)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mireg.critics import Activation, CriticKind, build_critic, check_negatives, log_mean_exp, pair_scores
-from mireg.estimators import MIGradientEstimator
+from mireg.critics import Activation, CriticEstimator, CriticKind, log_mean_exp
 
 
-class MINE(MIGradientEstimator):
+class MINE(CriticEstimator):
     """MINE: Donsker–Varadhan bound on I(x; z) with a moving-average bias-corrected gradient.
 
     The bound on a batch, with critic scores ``T [B, B]`` (``T[i, j] = T(x_i, z_j)``), joint
@@ -63,17 +62,19 @@ class MINE(MIGradientEstimator):
         z_dim: int | None = None,
         negatives: int | None = None,
     ) -> None:
-        super().__init__()
-        check_negatives(negatives)
-        self.negatives = negatives
         if not 0.0 < ema_rate <= 1.0:
             raise ValueError(f"ema_rate must be in (0, 1] (1 = no averaging), got {ema_rate}")
-        self.ema_rate = ema_rate
-        self.critic, self.hidden, self.layers, self.embed_dim = critic, hidden, layers, embed_dim
-        self.activation, self.x_dim, self.z_dim = activation, x_dim, z_dim
-        self.critic_net = build_critic(
-            critic, x_dim=x_dim, z_dim=z_dim, hidden=hidden, layers=layers, embed_dim=embed_dim, activation=activation
+        super().__init__(
+            critic=critic,
+            hidden=hidden,
+            layers=layers,
+            embed_dim=embed_dim,
+            activation=activation,
+            x_dim=x_dim,
+            z_dim=z_dim,
+            negatives=negatives,
         )
+        self.ema_rate = ema_rate
         #: log of the moving average of the batch means of exp(T) over product-of-marginals pairs.
         self.register_buffer("log_ema", torch.zeros(()))
         #: number of batches averaged so far (0: the average is not started).
@@ -91,7 +92,7 @@ class MINE(MIGradientEstimator):
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
         """I_DV of the batch (0-dim, to maximise) with the bias-corrected gradient; ``x`` ``[B, dx]``,
         ``z`` ``[B, dz]``. Differentiable w.r.t. ``x``, ``z`` and the critic."""
-        positive, negative = pair_scores(self.critic_net, x, z, self.negatives)
+        positive, negative = self.scores(x, z)
         joint = positive.mean()
         log_mean = log_mean_exp(negative)
         if self.training and torch.is_grad_enabled():
@@ -103,7 +104,6 @@ class MINE(MIGradientEstimator):
         surrogate = joint - weight * log_mean
         return (joint - log_mean).detach() + surrogate - surrogate.detach()
 
-    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
-        """The Donsker–Varadhan bound on the batch in nats, a 0-dim tensor; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
-        positive, negative = pair_scores(self.critic_net, x, z, self.negatives)
-        return positive.mean() - log_mean_exp(negative)
+    def bound(self, joint: Tensor, negative: Tensor) -> Tensor:
+        """I_DV (0-dim, nats) from ``joint`` ``[B]`` and ``negative`` ``[B, K]`` scores; no average involved."""
+        return joint.mean() - log_mean_exp(negative)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mireg.critics import Activation, CriticKind, build_critic, check_negatives, log_mean_exp, pair_scores
-from mireg.estimators import MIGradientEstimator
+from mireg.critics import Activation, CriticEstimator, CriticKind, log_mean_exp
 
 
-class MINEf(MIGradientEstimator):
+class MINEf(CriticEstimator):
     """MINE-f (NWJ): f-divergence lower bound on I(x; z), unbiased on minibatches.
 
     With critic scores ``T [B, B]`` (``T[i, j] = T(x_i, z_j)``), joint samples on the diagonal
@@ -55,20 +54,17 @@ class MINEf(MIGradientEstimator):
         z_dim: int | None = None,
         negatives: int | None = None,
     ) -> None:
-        super().__init__()
-        check_negatives(negatives)
-        self.negatives = negatives
-        self.critic, self.hidden, self.layers, self.embed_dim = critic, hidden, layers, embed_dim
-        self.activation, self.x_dim, self.z_dim = activation, x_dim, z_dim
-        self.critic_net = build_critic(
-            critic, x_dim=x_dim, z_dim=z_dim, hidden=hidden, layers=layers, embed_dim=embed_dim, activation=activation
+        super().__init__(
+            critic=critic,
+            hidden=hidden,
+            layers=layers,
+            embed_dim=embed_dim,
+            activation=activation,
+            x_dim=x_dim,
+            z_dim=z_dim,
+            negatives=negatives,
         )
 
-    def forward(self, x: Tensor, z: Tensor) -> Tensor:
-        """I_NWJ of the batch (0-dim, to maximise); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
-        positive, negative = pair_scores(self.critic_net, x, z, self.negatives)
-        return positive.mean() - torch.exp(log_mean_exp(negative) - 1.0)
-
-    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
-        """The NWJ bound on the batch in nats, a 0-dim tensor; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
-        return self.forward(x, z)
+    def bound(self, joint: Tensor, negative: Tensor) -> Tensor:
+        """I_NWJ (0-dim, nats) from ``joint`` ``[B]`` and ``negative`` ``[B, K]`` scores."""
+        return joint.mean() - torch.exp(log_mean_exp(negative) - 1.0)
