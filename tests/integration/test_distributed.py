@@ -45,7 +45,13 @@ def gradients(case: str, rows: slice) -> dict[str, torch.Tensor]:
         loss = -mi(x, encoder(x))
     params = dict(encoder.named_parameters()) | {f"mi.{k}": v for k, v in mi.named_parameters()}
     loss.backward()
-    return {k: v.grad.clone() for k, v in params.items() if v.grad is not None}
+    grads = {k: v.grad.clone() for k, v in params.items() if v.grad is not None}
+    if not stochastic:
+        with torch.no_grad():
+            value = mi.estimate(x, encoder(x))
+        if value is not None:  # bound estimators: the value of the global batch, on every rank
+            grads["estimate"] = value
+    return grads
 
 
 def _worker(rank: int, store: str, out: str) -> None:
@@ -55,9 +61,10 @@ def _worker(rank: int, store: str, out: str) -> None:
         results = {}
         for case in CASES:
             grads = gradients(case, slice(rank * BATCH, (rank + 1) * BATCH))
-            for grad in grads.values():  # what DistributedDataParallel does to parameter gradients
-                dist.all_reduce(grad)
-                grad /= WORLD
+            for key, grad in grads.items():  # what DistributedDataParallel does to parameter gradients
+                if key != "estimate":
+                    dist.all_reduce(grad)
+                    grad /= WORLD
             results[case] = grads
         if rank == 0:
             torch.save(results, out)
