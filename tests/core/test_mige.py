@@ -14,6 +14,7 @@ from torch import Tensor
 import mireg
 from mireg.mige import MIGE, entropy_surrogate, preconditioned_score, stein_calibrate
 from mireg.projection import random_projection
+from mireg.testing import correlated_gaussian_mi_grad, correlated_gaussians
 
 
 class ExactToyScore(mireg.ScoreEstimator):
@@ -32,12 +33,6 @@ class ExactToyScore(mireg.ScoreEstimator):
         return -samples @ self.precision[samples.shape[1]].to(samples.dtype)
 
 
-def toy_batch(rho: Tensor, d: int, m: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    x = torch.randn(m, d, generator=generator, dtype=torch.float64)
-    eps = torch.randn(m, d, generator=generator, dtype=torch.float64)
-    return x, rho * x + torch.sqrt(1 - rho**2) * eps
-
-
 @pytest.mark.parametrize(("rho", "d"), [(0.5, 5), (0.9, 5), (-0.8, 3)])
 def test_exact_scores_give_an_unbiased_gradient(rho: float, d: int) -> None:
     estimator = ExactToyScore(rho, d)
@@ -46,10 +41,10 @@ def test_exact_scores_give_an_unbiased_gradient(rho: float, d: int) -> None:
     grads = []
     for _ in range(40):
         r = torch.tensor(rho, dtype=torch.float64, requires_grad=True)
-        x, y = toy_batch(r, d, 512, generator)
+        x, y = correlated_gaussians(512, d, r, generator, dtype=torch.float64)
         mi(x, y).backward()
         grads.append(float(r.grad))
-    truth = rho * d / (1 - rho**2)
+    truth = correlated_gaussian_mi_grad(d, rho)
     mean = sum(grads) / len(grads)
     # 40 batches of 512: the Monte Carlo error of the mean is below 2% of the truth here.
     assert mean == pytest.approx(truth, rel=0.03)

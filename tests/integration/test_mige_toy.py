@@ -11,18 +11,16 @@ import pytest
 import torch
 
 import mireg
+from mireg.testing import correlated_gaussian_mi_grad, correlated_gaussians
 
 
 def mean_ratio(mi: torch.nn.Module, d: int, rho: float, m: int, seeds: int = 10) -> float:
     grads = []
     for seed in range(seeds):
-        generator = torch.Generator().manual_seed(seed)
         r = torch.tensor(rho, requires_grad=True)
-        x = torch.randn(m, d, generator=generator)
-        y = r * x + torch.sqrt(1 - r**2) * torch.randn(m, d, generator=generator)
-        mi(x, y).backward()
+        mi(*correlated_gaussians(m, d, r, torch.Generator().manual_seed(seed))).backward()
         grads.append(float(r.grad))
-    return sum(grads) / len(grads) / (rho * d / (1 - rho**2))
+    return sum(grads) / len(grads) / correlated_gaussian_mi_grad(d, rho)
 
 
 # Measured ratios (benchmarks/toy_gradient.py, same seeds): 0.990-1.022 at every listed setting
@@ -53,9 +51,7 @@ def test_mige_works_with_every_score_estimator(score: str, warmup: int, toleranc
     # learn across calls (one step each), 0.94-1.05 after 100-600 warm-up calls on fresh batches.
     mi = mireg.mi_gradient_estimator("mige", score=score)
     for call in range(warmup):
-        generator = torch.Generator().manual_seed(10_000 + call)
-        x = torch.randn(512, 5, generator=generator)
-        y = 0.5 * x + 0.75**0.5 * torch.randn(512, 5, generator=generator)
+        x, y = correlated_gaussians(512, 5, 0.5, torch.Generator().manual_seed(10_000 + call))
         mi(x, y.requires_grad_())
     assert abs(mean_ratio(mi, 5, 0.5, 512) - 1) < tolerance
 
