@@ -5,6 +5,7 @@ Public names (see the README)::
     mireg.score_estimator(name, **options)         -> ScoreEstimator
     mireg.mi_gradient_estimator(name, **options)   -> MIGradientEstimator (an nn.Module)
     mireg.list_estimators(kind=None)               -> list[EstimatorInfo]
+    mireg.entropy_surrogate(z, score="ssge")       -> scalar whose gradient estimates ∇H(z)
     mireg.hookimpl                                  marker for plugin hooks
 """
 
@@ -21,6 +22,7 @@ from mireg.errors import (
 )
 from mireg.estimators import MIGradientEstimator, ScoreEstimator
 from mireg.hookspecs import hookimpl
+from mireg.mige import entropy_surrogate
 from mireg.registry import EstimatorInfo, default_registry
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "ScoreEstimator",
     "UnknownEstimatorError",
     "__version__",
+    "entropy_surrogate",
     "hookimpl",
     "list_estimators",
     "mi_gradient_estimator",

@@ -160,6 +160,7 @@ def test_bad_inputs_and_options() -> None:
     with pytest.raises(ValueError, match="shrinkage must be in"):
         MIGE(score=GaussianScore(), shrinkage=1.5)
     assert mi.estimate(torch.randn(4, 2), torch.randn(4, 2)) is None
+    assert mireg.entropy_surrogate is entropy_surrogate  # public name
 
 
 def test_calibration_restores_steins_identity_for_affine_test_functions() -> None:
