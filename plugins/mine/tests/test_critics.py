@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -38,6 +39,27 @@ def test_concat_equals_an_mlp_on_the_expanded_concatenation() -> None:
     pairs = torch.cat([x.unsqueeze(1).expand(4, 4, 3), z.unsqueeze(0).expand(4, 4, 2)], dim=-1)  # [B, B, dx + dz]
     expected = critic.rest(first(pairs)).squeeze(-1)
     assert torch.allclose(critic(x, z), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_relu_concat_critic_matches_the_broadcast_mlp_in_value_and_gradients(dtype: torch.dtype) -> None:
+    # One hidden ReLU layer is scored block by block (mireg.critics._ReluPairScores); B = 37 with
+    # H = 64 spans several row blocks, the last one short.
+    torch.manual_seed(0)
+    critic = ConcatCritic(x_dim=3, z_dim=2, hidden=64, layers=1).to(dtype)
+    assert critic.fused
+    x = torch.randn(37, 3, dtype=dtype, requires_grad=True)
+    z = torch.randn(37, 2, dtype=dtype, requires_grad=True)
+    weights = torch.randn(37, 37, dtype=dtype)
+    inputs = (x, z, *critic.parameters())
+    fused = critic(x, z)
+    fused_grads = torch.autograd.grad((fused * weights).sum(), inputs)
+    broadcast = critic.rest(critic.first_x(x).unsqueeze(1) + critic.first_z(z).unsqueeze(0)).squeeze(-1)
+    broadcast_grads = torch.autograd.grad((broadcast * weights).sum(), inputs)
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(fused, broadcast, atol=tolerance)
+    for got, expected in zip(fused_grads, broadcast_grads, strict=True):
+        assert torch.allclose(got, expected, atol=tolerance * 10, rtol=tolerance)
 
 
 def test_off_diagonal_and_its_log_mean_exp() -> None:

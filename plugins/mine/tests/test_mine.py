@@ -6,19 +6,21 @@ import math
 
 import pytest
 import torch
-from conftest import sample, train, true_mi
 
 import mireg
+from mireg.testing import correlated_gaussian_mi as true_mi
+from mireg.testing import correlated_gaussians
+from mireg.testing import train_mi_estimator as train
 from mireg_mine import MINE, MINEf
 
 # Budget: Adam lr 1e-3, batch 128, the default concat critic (1 hidden layer) at hidden=64; the value is
 # the mean of `estimate` over 8 fresh batches. STEPS[(d, rho)] steps; truth I = -(d/2) log(1 - rho^2).
 STEPS = {(1, 0.5): 400, (1, 0.9): 400, (5, 0.5): 600, (5, 0.9): 1000}
-# Measured (seed 0, one thread), estimate vs truth:
+# Measured (seed 0, one thread; mireg.testing.train_mi_estimator), estimate vs truth:
 #   (d, rho) =  (1, .5)          (1, .9)          (5, .5)          (5, .9)
-#   mine:       0.169 vs 0.144   0.859 vs 0.830   0.655 vs 0.719   3.981 vs 4.152 (4.110 after 1500 steps)
-#   mine-f:     0.169 vs 0.144   0.833 vs 0.830   0.647 vs 0.719   3.947 vs 4.152 (4.095 after 1500 steps)
-# Tolerance: 0.08 nats + 10% of I (at least twice the measured error in every case).
+#   mine:       0.156 vs 0.144   0.812 vs 0.830   0.677 vs 0.719   4.132 vs 4.152
+#   mine-f:     0.154 vs 0.144   0.789 vs 0.830   0.670 vs 0.719   4.096 vs 4.152
+# Tolerance: 0.08 nats + 10% of I (at least three times the measured error in every case).
 CASES = [(name, d, rho) for name in ("mine", "mine-f") for d in (1, 5) for rho in (0.5, 0.9)]
 
 
@@ -69,7 +71,7 @@ def test_bad_option_values_raise_value_error() -> None:
 
 @pytest.mark.parametrize("name", ["mine", "mine-f"])
 def test_fewer_negatives_still_estimate_the_bound(name: str) -> None:
-    # 32 shifted negatives per row instead of all 127 (measured: mine 0.659, mine-f 0.651 vs I = 0.719).
+    # 32 shifted negatives per row instead of all 127 (measured: mine 0.664, mine-f 0.656 vs I = 0.719).
     _, value = train(name, 5, 0.5, steps=600, hidden=64, negatives=32)
     assert abs(value - true_mi(5, 0.5)) <= 0.08 + 0.10 * true_mi(5, 0.5)
 
@@ -97,7 +99,7 @@ def test_state_dict_round_trip_keeps_the_moving_average() -> None:
     restored.load_state_dict(state)
     assert torch.equal(restored.log_ema, mi.log_ema)
     assert int(restored.ema_steps) == 25
-    x, z = sample(2, 0.8, 64, torch.Generator().manual_seed(3))
+    x, z = correlated_gaussians(64, 2, 0.8, torch.Generator().manual_seed(3))
     assert torch.equal(restored(x, z), mi(x, z))  # the same value and the EMA updated alike
     assert torch.equal(restored.log_ema, mi.log_ema)
 
@@ -105,7 +107,7 @@ def test_state_dict_round_trip_keeps_the_moving_average() -> None:
 def test_moving_average_follows_its_definition() -> None:
     mi = MINE(hidden=8, ema_rate=0.25)
     generator = torch.Generator().manual_seed(0)
-    batches = [sample(3, 0.5, 16, generator) for _ in range(3)]
+    batches = [correlated_gaussians(16, 3, 0.5, generator) for _ in range(3)]
     means = []
     for x, z in batches:
         mi(x, z)
@@ -127,7 +129,7 @@ def test_moving_average_follows_its_definition() -> None:
 
 def test_forward_value_is_the_dv_bound_and_its_gradient_is_bias_corrected() -> None:
     torch.manual_seed(0)
-    x, z = sample(3, 0.6, 32, torch.Generator().manual_seed(1))
+    x, z = correlated_gaussians(32, 3, 0.6, torch.Generator().manual_seed(1))
     plain = MINE(hidden=16, ema_rate=1.0)  # rate 1: the average is the batch itself, plain DV gradient
     value = plain(x, z)
     assert torch.allclose(value, plain.estimate(x, z))

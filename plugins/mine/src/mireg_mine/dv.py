@@ -28,8 +28,9 @@ class MINE(CriticEstimator):
     Defaults were measured on correlated Gaussians (``benchmarks/mi_bounds.py``, batch 128, 2000
     Adam steps at lr 1e-3): a one-hidden-layer concat critic of width 128 reaches ~14 of 16.6 nats
     at d = 20, ρ = 0.9, where separable critics (f(x)ᵀg(z), 2×256, embed 32/64) stay at 3-5 nats
-    and diverge for ELU or larger learning rates. The separable critic is ~5x cheaper per step;
-    ``negatives=32`` cuts the concat critic's cost ~4x for ~14.6 instead of ~15.3 nats there.
+    and diverge for ELU or larger learning rates. With one hidden ReLU layer the concat critic
+    scores all B(B-1) pairs block by block (``mireg.critics._ReluPairScores``): ~3.5 s per 1000
+    steps on one CPU thread, so ``negatives=32`` (14.4 instead of 15.3 nats there) saves nothing.
 
     Options:
       ema_rate: weight of the newest batch in the moving average of E_Q[e^T] (the paper's alpha)
