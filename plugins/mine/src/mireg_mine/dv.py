@@ -30,7 +30,7 @@ class MINE(CriticEstimator):
     at d = 20, ρ = 0.9, where separable critics (f(x)ᵀg(z), 2×256, embed 32/64) stay at 3-5 nats
     and diverge for ELU or larger learning rates. With one hidden ReLU layer the concat critic
     scores all B(B-1) pairs block by block (``mireg.critics._ReluPairScores``): ~3.5 s per 1000
-    steps on one CPU thread, so ``negatives=32`` (14.4 instead of 15.3 nats there) saves nothing.
+    steps on one CPU thread, so ``negatives=32`` (13.4 instead of 15.1 nats there, 3-7 s) saves nothing.
 
     Options:
       ema_rate: weight of the newest batch in the moving average of E_Q[e^T] (the paper's alpha)
