@@ -63,6 +63,27 @@ def gather_rows(local: Tensor) -> Tensor:
     return gathered
 
 
+def _global_draw(local: Tensor, draw: Any) -> Tensor:
+    rank, size = world()
+    if size == 1:
+        return draw(local.shape, dtype=local.dtype, device=local.device)
+    rows = local.shape[0]
+    every = draw((size * rows, *local.shape[1:]), dtype=local.dtype, device=local.device)
+    return every[rank * rows : (rank + 1) * rows]
+
+
+def randn_like_global(local: Tensor) -> Tensor:
+    """Standard normal noise shaped like ``local`` ``[B, ...]``: this rank's slice of one draw for
+    the global batch ``[N·B, ...]``. Ranks that share a seed thus get different noise, and N
+    processes draw exactly what one process with the global batch would."""
+    return _global_draw(local, torch.randn)
+
+
+def rand_like_global(local: Tensor) -> Tensor:
+    """Uniform [0, 1) draws shaped like ``local``, sliced from one global draw (see :func:`randn_like_global`)."""
+    return _global_draw(local, torch.rand)
+
+
 def launched_with_ranks() -> bool:
     """Whether this process was started by ``torchrun`` (or another launcher) with several ranks."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -18,7 +18,9 @@ Calibration (the default, ``calibrate="affine"``): the estimated score is correc
 Stein's identity for affine test functions, E[s] = 0 and E[(z − μ) sᵀ] = −I, which makes the
 entropy gradient exact along every affine direction (see :func:`stein_calibrate`).
 
-Preconditioning (the default, ``precondition="full"``): scores are estimated on the batch
+Preconditioning (the default, ``precondition="auto"``: full whitening while d ≤ M/2, per-coordinate
+standardisation beyond, where a covariance estimated from M ≈ d samples would whiten the batch
+into nearly equidistant points): scores are estimated on the batch
 whitened by its own covariance, u = W(z − μ), and mapped back, s_z = Wᵀ s_u. Kernel score
 estimators with one isotropic bandwidth fail on strongly correlated batches (the joint of
 (x, y) at |ρ| → 1 has covariance eigenvalues 1 ± ρ): the median bandwidth follows the wide
@@ -38,7 +40,8 @@ from torch import Tensor, nn
 from mireg.estimators import MIGradientEstimator, ScoreEstimator, check_samples
 from mireg.projection import random_projection
 
-Precondition = Literal["full", "diag", "none"]
+Precondition = Literal["auto", "full", "diag", "none"]
+PRECONDITIONS = ("auto", "full", "diag", "none")
 Calibrate = Literal["affine", "scale", "none"]
 
 #: Score options MIGE uses when ``score_options`` is not given, per score estimator. Measured on the
@@ -51,16 +54,17 @@ TUNED_SCORE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def _build_score(score: str | ScoreEstimator, options: dict[str, Any] | None) -> ScoreEstimator:
+def _build_score(
+    score: str | ScoreEstimator, options: dict[str, Any] | None, *, where: str = "score_options."
+) -> ScoreEstimator:
     if isinstance(score, ScoreEstimator):
         if options:
             raise ValueError("score_options apply only when `score` is a name; the given estimator is already built")
         return score
     from mireg.registry import default_registry
 
-    if options is None:
-        options = TUNED_SCORE_OPTIONS.get(score, {})
-    estimator: ScoreEstimator = default_registry().create("score", score, options, where="score_options.")
+    options = {**TUNED_SCORE_OPTIONS.get(score, {}), **(options or {})}  # given options override tuned ones
+    estimator: ScoreEstimator = default_registry().create("score", score, options, where=where)
     return estimator
 
 
@@ -124,7 +128,7 @@ def preconditioned_score(
     estimator: ScoreEstimator,
     samples: Tensor,
     *,
-    precondition: Precondition = "full",
+    precondition: Precondition = "auto",
     shrinkage: float = 1e-3,
     calibrate: Calibrate = "none",
 ) -> Tensor:
@@ -132,18 +136,23 @@ def preconditioned_score(
 
     ``precondition``: ``"full"`` whitens with the batch covariance, shrunk towards its mean
     variance by ``shrinkage`` (so it stays invertible when d ≥ M); ``"diag"`` standardises each
-    coordinate; ``"none"`` uses the raw coordinates. ``calibrate``: see :func:`stein_calibrate`,
-    applied in the preconditioned coordinates. Returns ``[M, d]``, detached.
+    coordinate; ``"none"`` uses the raw coordinates; ``"auto"`` is ``"full"`` while d ≤ M/2 and
+    ``"diag"`` beyond (the spread of pairwise distances of a batch whitened by its own
+    covariance falls to 0.71 of the raw spread at d = M/2, 0.5 at d = 3M/4, 0.1 at d = M).
+    ``calibrate``: see :func:`stein_calibrate`, applied in the preconditioned coordinates.
+    Returns ``[M, d]``, detached.
     """
     samples = samples.detach()
     centred = samples - samples.mean(0, keepdim=True)
+    if precondition == "auto":
+        precondition = "full" if 2 * samples.shape[1] <= samples.shape[0] else "diag"
     if precondition == "none":
         return stein_calibrate(estimator.score(samples), centred, calibrate).detach()
     if precondition == "diag":
         std = centred.pow(2).mean(0).add(torch.finfo(samples.dtype).eps).sqrt()
         return (stein_calibrate(estimator.score(centred / std), centred / std, calibrate) / std).detach()
     if precondition != "full":
-        raise ValueError(f"precondition must be 'full', 'diag' or 'none', got {precondition!r}")
+        raise ValueError(f"precondition must be one of {PRECONDITIONS}, got {precondition!r}")
     whitened, back = _whiten(centred, shrinkage)
     return back(stein_calibrate(estimator.score(whitened), whitened, calibrate)).detach()
 
@@ -153,7 +162,7 @@ def entropy_surrogate(
     score: str | ScoreEstimator = "ssge",
     *,
     score_options: dict[str, Any] | None = None,
-    precondition: Precondition = "full",
+    precondition: Precondition = "auto",
     shrinkage: float = 1e-3,
     calibrate: Calibrate = "affine",
 ) -> Tensor:
@@ -169,6 +178,11 @@ def entropy_surrogate(
     """
     z, _ = check_samples(z)
     estimator = _build_score(score, score_options)
+    if estimator.parametric and isinstance(score, str):
+        raise ValueError(
+            f"{score!r} is a parametric score estimator that learns across calls: build it once "
+            f"(est = mireg.score_estimator({score!r})) and pass `score=est` at every call"
+        )
     s = preconditioned_score(estimator, z, precondition=precondition, shrinkage=shrinkage, calibrate=calibrate)
     return -(s * z).sum(-1).mean()
 
@@ -187,8 +201,8 @@ class MIGE(MIGradientEstimator):
 
     Options:
       score: name of a registered score estimator, or a built ScoreEstimator
-      score_options: options of the score estimator when `score` is a name (None: TUNED_SCORE_OPTIONS)
-      precondition: "full" (whiten with the batch covariance), "diag" (standardise) or "none" (paper)
+      score_options: options of the score estimator when `score` is a name, on top of TUNED_SCORE_OPTIONS
+      precondition: "auto" (full up to d = M/2, else diag), "full" (whiten), "diag" (standardise), "none" (paper)
       shrinkage: covariance shrinkage towards the mean variance used by "full" whitening
       calibrate: "affine" (Stein's identity for affine test functions, see stein_calibrate), "scale" or "none"
       projection_dim: project the x side to this many dimensions when it is wider (scalable SSGE)
@@ -208,7 +222,7 @@ class MIGE(MIGradientEstimator):
         *,
         score: str | ScoreEstimator = "ssge",
         score_options: dict[str, Any] | None = None,
-        precondition: Precondition = "full",
+        precondition: Precondition = "auto",
         shrinkage: float = 1e-3,
         calibrate: Calibrate = "affine",
         projection_dim: int | None = None,
@@ -220,8 +234,8 @@ class MIGE(MIGradientEstimator):
             raise ValueError(f"shrinkage must be in [0, 1), got {shrinkage}")
         if projection_dim is not None and projection_dim < 1:
             raise ValueError(f"projection_dim must be a positive integer or None, got {projection_dim}")
-        if precondition not in ("full", "diag", "none"):
-            raise ValueError(f"precondition must be 'full', 'diag' or 'none', got {precondition!r}")
+        if precondition not in PRECONDITIONS:
+            raise ValueError(f"precondition must be one of {PRECONDITIONS}, got {precondition!r}")
         if calibrate not in ("affine", "scale", "none"):
             raise ValueError(f"calibrate must be 'affine', 'scale' or 'none', got {calibrate!r}")
         prototype = _build_score(score, score_options)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import re
 import types
 import typing
@@ -102,8 +103,8 @@ def _matches(value: Any, annotation: Any) -> bool:
         return value in typing.get_args(annotation)
     if annotation is type(None):
         return value is None
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is float:  # NaN and ±inf are never meaningful option values
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin in (tuple, list, typing.Sequence) or annotation in (tuple, list):
@@ -136,11 +137,11 @@ def validate_options(cls: type, options: Mapping[str, Any], *, where: str = "") 
             close = difflib.get_close_matches(key, list(specs), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise OptionError(
-                f"unknown option {where}{key!r} for {label!r}.{hint} {_listing(specs)}"
+                f"unknown option {where}{key} for {label!r}.{hint} {_listing(specs)}"
             )
         if not _matches(value, spec.annotation):
             raise OptionError(
-                f"option {where}{key!r} of {label!r} must be {spec.type_name}, "
+                f"option {where}{key} of {label!r} must be {spec.type_name}, "
                 f"got {value!r} ({type(value).__name__}). {_listing(specs)}"
             )
         checked[key] = float(value) if spec.annotation is float else value

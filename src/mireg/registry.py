@@ -20,7 +20,7 @@ import attrs
 import pluggy
 
 from mireg import hookspecs
-from mireg.errors import AmbiguousEstimatorError, PluginError, UnknownEstimatorError
+from mireg.errors import AmbiguousEstimatorError, OptionError, PluginError, UnknownEstimatorError
 from mireg.estimators import MIGradientEstimator, ScoreEstimator
 from mireg.options import validate_options
 
@@ -281,7 +281,12 @@ class Registry:
     def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None, *, where: str = "") -> Any:
         """Build the estimator ``name`` of ``kind`` with validated ``options``."""
         info = self.get(kind, name)
-        return info.cls(**validate_options(info.cls, dict(options or {}), where=where))
+        checked = validate_options(info.cls, dict(options or {}), where=where)
+        try:
+            return info.cls(**checked)
+        except ValueError as error:  # the constructor's range checks and nested options (MIGE's score)
+            place = where.rstrip(".") or "options"
+            raise OptionError(f"invalid {place} for the {_KIND_WORDS[kind]} {info.name!r}: {error}") from error
 
 
 _default: Registry | None = None

@@ -41,7 +41,7 @@ def test_plugins_json_reports_the_builtin(capsys: pytest.CaptureFixture[str]) ->
 def test_show_lists_options_and_references(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "show", "mige")
     assert code == 0
-    assert "precondition: Literal['full', 'diag', 'none'] = 'full'" in out
+    assert "precondition: Literal['auto', 'full', 'diag', 'none'] = 'auto'" in out
     assert "reference: Wen et al." in out
 
 

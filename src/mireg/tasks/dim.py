@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mireg.data import Splits
+from mireg.distributed import rand_like_global
 from mireg.estimators import MIGradientEstimator
 from mireg.tasks.base import StepOutput, Task
 from mireg.tasks.dim_models import Encoder, PriorDiscriminator, Variant, image_shape
@@ -185,7 +186,7 @@ class DIM(Task):
         if module.prior is not None:
             generator = F.softplus(-module.prior(features.y)).mean()  # −log D(Y), non-saturating
             loss = loss + self.prior_weight * generator
-            prior_draws = torch.rand_like(features.y)
+            prior_draws = rand_like_global(features.y)
             discriminator = (
                 F.softplus(-module.prior(prior_draws)).mean() + F.softplus(module.prior(features.y.detach())).mean()
             )

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mireg.data import Splits
+from mireg.distributed import randn_like_global
 from mireg.estimators import MIGradientEstimator
 from mireg.tasks.base import StepOutput, Task
 
@@ -154,7 +155,7 @@ class IB(Task):
     def step(self, module: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
         assert isinstance(module, IBNetwork)
         mean, log_var = module.encode(x)
-        z = mean if self.method == "baseline" else mean + (0.5 * log_var).exp() * torch.randn_like(mean)
+        z = mean if self.method == "baseline" else mean + (0.5 * log_var).exp() * randn_like_global(mean)
         logits = module.decoder(z)
         ce = F.cross_entropy(logits, y)
         metrics = {"ce": ce.detach(), "error": (logits.argmax(-1) != y).float().mean()}
