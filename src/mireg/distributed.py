@@ -114,16 +114,30 @@ def leave() -> None:
 
 
 def average_gradients(params: list[torch.nn.Parameter]) -> None:
-    """Average ``param.grad`` over ranks in place, as DistributedDataParallel does (a missing
-    gradient counts as zero, so every rank reduces the same tensors)."""
+    """Average ``param.grad`` over ranks in place, as DistributedDataParallel does.
+
+    Parameters without a gradient are skipped (an optimizer then leaves them alone): every rank
+    runs the same computation on its slice, so every rank skips the same ones.
+    """
     size = world()[1]
     if size == 1:
         return
     for param in params:
-        if param.grad is None:
-            param.grad = torch.zeros_like(param)
-        dist.all_reduce(param.grad)
-        param.grad /= size
+        if param.grad is not None:
+            dist.all_reduce(param.grad)
+            param.grad /= size
+
+
+def average_buffers(module: torch.nn.Module) -> None:
+    """Average the floating-point buffers of ``module`` (BatchNorm running statistics) over ranks,
+    so that every rank holds the model that rank 0 checkpoints."""
+    size = world()[1]
+    if size == 1:
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer /= size
 
 
 def any_rank(*flags: bool, device: torch.device) -> list[bool]:

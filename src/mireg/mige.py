@@ -37,6 +37,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from mireg.distributed import gather_rows
 from mireg.estimators import MIGradientEstimator, ScoreEstimator, check_samples
 from mireg.projection import random_projection
 
@@ -211,6 +212,8 @@ class MIGE(MIGradientEstimator):
     """
 
     name = "mige"
+    #: MIGE gathers across ranks itself: only what it uses, and the data side after projection.
+    gather_across_ranks = False
     projection: Tensor | None
     references = (
         "Wen et al., Mutual Information Gradient Estimation for Representation Learning, ICLR 2020",
@@ -294,7 +297,7 @@ class MIGE(MIGradientEstimator):
         """
         if log_var is not None or conditional_score is not None:
             return self._stochastic(z, log_var, conditional_score)
-        a = self._project(x)
+        a, z = gather_rows(self._project(x)), gather_rows(z)  # the data side travels projected
         total = z.new_zeros(())
         if a.requires_grad:
             total = total + self._entropy("x", a)
@@ -315,6 +318,8 @@ class MIGE(MIGradientEstimator):
             raise ValueError(f"{name} must have the shape of z {tuple(z.shape)}, got {tuple(given.shape)}")
         if not bool(torch.isfinite(given).all()):
             raise ValueError("log_var/conditional_score contains NaN/Inf values")
+        z, given = gather_rows(z), gather_rows(given)  # x is not needed
+        log_var, conditional_score = (given, None) if log_var is not None else (None, given)
         marginal = self._entropy("z", z)
         if log_var is not None:  # H(z|x) = E_x[Σ_j log σ_j(x)] + const
             conditional = 0.5 * log_var.sum(-1).mean()

@@ -162,7 +162,8 @@ class Gaussian(ClosedFormDistribution):
         return self.mean + (noise * self.variances.sqrt()) @ self.basis.T
 
     def _score64(self, x: Tensor) -> Tensor:
-        return -((x - self.mean) @ self.basis / self.variances) @ self.basis.T
+        basis, variances, mean = (t.to(x.device) for t in (self.basis, self.variances, self.mean))
+        return -((x - mean) @ basis / variances) @ basis.T
 
     def _log_prob(self, x: Tensor) -> Tensor:
         basis, variances, mean = (t.to(device=x.device, dtype=x.dtype) for t in (self.basis, self.variances, self.mean))
@@ -209,7 +210,7 @@ class GaussianMixture(ClosedFormDistribution):
         return noise + torch.where(first[:, None], self.shift, -self.shift)
 
     def _score64(self, x: Tensor) -> Tensor:
-        u = self.shift
+        u = self.shift.to(x.device)
         logit = math.log(self.weight / (1 - self.weight)) - 0.5 * (x - u).pow(2).sum(-1) + 0.5 * (x + u).pow(2).sum(-1)
         r = torch.sigmoid(logit).unsqueeze(-1)  # responsibility of the +a u component
         return -(x - u) * r - (x + u) * (1 - r)
@@ -242,19 +243,29 @@ def relative_rmse(estimate: Tensor, truth: Tensor) -> float:
 
 
 def correlated_gaussians(
-    n: int, dim: int, rho: float | Tensor, generator: torch.Generator, *, dtype: torch.dtype = torch.float32
+    n: int,
+    dim: int,
+    rho: float | Tensor,
+    generator: torch.Generator,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The MI toy: x, ε ~ N(0, I_d) and y = ρ x + sqrt(1 − ρ²) ε, each ``[n, d]``.
 
     ``rho`` may be a tensor that requires grad (a leaf): y is then differentiable in it, so
     ``mi(x, y).backward()`` puts an estimate of :func:`correlated_gaussian_mi_grad` into ``rho.grad``.
+    The draws come from ``generator`` (on its device) and are moved to ``device``, by default the
+    device of a tensor ``rho`` (else the generator's): the same seed gives the same samples anywhere.
     """
     rho_value = float(rho.detach()) if isinstance(rho, Tensor) else float(rho)
     if not -1 < rho_value < 1:
         raise ValueError(f"rho must be in (-1, 1), got {rho_value}")
-    x = torch.randn(n, dim, generator=generator, dtype=_F64).to(dtype)
-    noise = torch.randn(n, dim, generator=generator, dtype=_F64).to(dtype)
-    r = rho.to(dtype) if isinstance(rho, Tensor) else torch.tensor(rho, dtype=dtype)
+    if device is None:
+        device = rho.device if isinstance(rho, Tensor) else generator.device
+    x = torch.randn(n, dim, generator=generator, dtype=_F64, device=generator.device).to(device=device, dtype=dtype)
+    noise = torch.randn(n, dim, generator=generator, dtype=_F64, device=generator.device).to(device=device, dtype=dtype)
+    r = rho.to(dtype) if isinstance(rho, Tensor) else torch.tensor(rho, dtype=dtype, device=device)
     return x, r * x + (1 - r.pow(2)).sqrt() * noise
 
 

@@ -88,3 +88,15 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(
     single = json.loads((out / "results.json").read_text())["metrics"]
     distributed = json.loads((uninterrupted[0] / "results.json").read_text())["metrics"]
     assert distributed == pytest.approx(single, rel=1e-4, abs=1e-5)
+
+
+def test_dim_with_batchnorm_trains_under_torchrun(tmp_path: Path) -> None:
+    text = (ROOT / "configs" / "dim-digits.toml").read_text()
+    text = text.replace("epochs = 30\nbatch_size = 100", "epochs = 1\nbatch_size = 50").replace("epochs = 30", "epochs = 2")
+    assert "epochs = 1\nbatch_size = 50" in text
+    path = tmp_path / "dim.toml"
+    path.write_text(text)
+    torchrun(str(path), "--out", str(tmp_path / "run"))
+    metrics = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
+    assert {"test_acc_conv", "test_acc_fc", "test_acc_y"} <= set(metrics)
+    assert metrics["test_acc_conv"] > 0.5  # 10 classes: chance is 0.1

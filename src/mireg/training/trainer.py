@@ -10,7 +10,10 @@ Under torch.distributed (``torchrun ... -m mireg run``) every rank holds the dat
 slice of each global batch of ``world_size × train.batch_size`` rows; the estimators gather the
 global batch themselves (:mod:`mireg.distributed`), gradients are averaged over ranks as
 DistributedDataParallel would, and stopping is agreed on by all ranks at the same step. Only
-rank 0 shows progress and writes checkpoints, metrics, curves and results.
+rank 0 shows progress and writes checkpoints, metrics, curves and results. On GPUs BatchNorm
+layers become SyncBatchNorm (statistics of the global batch); with gloo on CPUs, where PyTorch
+has no SyncBatchNorm, batch statistics stay per rank and the running statistics are averaged over
+ranks after every step.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from tqdm import tqdm
 
 from mireg.config import Resolved
 from mireg.data import Splits, steps_per_epoch, training_batches
-from mireg.distributed import any_rank, average_gradients, mean_over_ranks, world
+from mireg.distributed import any_rank, average_buffers, average_gradients, mean_over_ranks, world
 from mireg.errors import ConfigError, MiregError
 from mireg.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mireg.training.reports import plot_curves, write_json, write_metrics
@@ -140,6 +143,8 @@ class Trainer:
                 "mi_gradient", config.estimator.name, config.estimator.options, where="estimator.options."
             )
         module = self.task.build(data, self.resolved.model, estimator, device=self.device, dtype=self.dtype)
+        if self.world > 1 and self.device.type == "cuda":
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         groups = self.task.parameter_groups(module)
         optimizers = {name: self._optimizer(name, params) for name, params in groups.items()}
         return data, module, groups, optimizers
@@ -273,6 +278,7 @@ class Trainer:
                         f"{self.out / CHECKPOINT} keeps the last good state (try a lower train.lr)"
                     )
                 self._apply(out.losses, groups, optimizers)
+                average_buffers(module)
                 for key, value in out.metrics.items():
                     sums = state.running.setdefault(key, [0.0, 0.0])
                     sums[0] += float(value)
