@@ -92,7 +92,8 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(
 
 def test_dim_with_batchnorm_trains_under_torchrun(tmp_path: Path) -> None:
     text = (ROOT / "configs" / "dim-digits.toml").read_text()
-    text = text.replace("epochs = 30\nbatch_size = 100", "epochs = 1\nbatch_size = 50").replace("epochs = 30", "epochs = 2")
+    text = text.replace("epochs = 30\nbatch_size = 100", "epochs = 1\nbatch_size = 50")
+    text = text.replace("epochs = 30", "epochs = 2")  # the probes
     assert "epochs = 1\nbatch_size = 50" in text
     path = tmp_path / "dim.toml"
     path.write_text(text)
