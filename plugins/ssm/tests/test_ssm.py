@@ -8,9 +8,9 @@ import io
 import pytest
 import torch
 from closed_form import Gaussian, Mixture, train_and_measure
-from mireg_ssm import SlicedScoreMatching
 
 import mireg
+from mireg_ssm import SlicedScoreMatching
 
 # ---------------------------------------------------------------------------------------------
 # Accuracy against closed-form scores. Protocol (how MIGE uses the estimator): `calls` score()
