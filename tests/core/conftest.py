@@ -5,45 +5,13 @@ from __future__ import annotations
 import types
 
 import pytest
-import torch
 from torch import Tensor
 
 import mireg
 from mireg.registry import Registry
+from mireg.testing import FittedGaussianScore as GaussianScore
 
-
-class GaussianScore(mireg.ScoreEstimator):
-    """Score of a Gaussian fitted to the batch (mean and covariance): -Σ̂⁻¹(x - μ̂).
-
-    Options:
-      ridge: added to the covariance diagonal
-    """
-
-    name = "gauss"
-
-    def __init__(self, *, ridge: float = 0.0) -> None:
-        self.ridge = ridge
-
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
-        points = samples if at is None else at
-        mean = samples.mean(0)
-        centred = samples - mean
-        cov = centred.T @ centred / samples.shape[0]
-        cov = cov + self.ridge * torch.eye(cov.shape[0], dtype=cov.dtype)
-        return -torch.linalg.solve(cov, (points - mean).T).T
-
-
-class FixedGaussianScore(mireg.ScoreEstimator):
-    """Exact score of N(0, cov) for a known covariance (an oracle, not an estimator)."""
-
-    name = "oracle"
-
-    def __init__(self, cov: Tensor) -> None:
-        self.precision = torch.linalg.inv(cov)
-
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
-        points = samples if at is None else at
-        return -points @ self.precision.to(points.dtype)
+__all__ = ["GaussianScore"]
 
 
 class ZeroMI(mireg.MIGradientEstimator):
