@@ -56,15 +56,28 @@ def test_mige_works_with_every_score_estimator(score: str, warmup: int, toleranc
     assert abs(mean_ratio(mi, 5, 0.5, 512) - 1) < tolerance
 
 
-def test_projection_keeps_the_gradient_of_the_data_side_representation() -> None:
-    # Circumstance I with a wide data side: x in 200 dims projected to 16, z = x A learned.
-    torch.manual_seed(0)
-    mi = mireg.mi_gradient_estimator("mige", projection_dim=16)
-    weights = torch.randn(200, 8, requires_grad=True)
-    x = torch.randn(256, 200)
-    mi(x, x @ weights).backward()
-    assert weights.grad is not None and bool(torch.isfinite(weights.grad).all())
-    assert float(weights.grad.norm()) > 0
+def test_projected_mige_follows_the_closed_form_gradient_of_the_projected_mi() -> None:
+    # Circumstance I with a wide data side: x ~ N(0, I_200), z = x W + ε, x projected to 16
+    # dimensions by a fixed R. (Rx, z) is Gaussian, so I(Rx; z) = ½[log|Σ_a| + log|Σ_z| − log|Σ|]
+    # and its gradient in W follow in closed form. Measured over 20 batches of 512: cosine 0.946,
+    # norm ratio 1.06.
+    dx, k, dz, m = 200, 16, 8, 512
+    w0 = 0.3 * torch.randn(dx, dz, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mi = mireg.mi_gradient_estimator("mige", projection_dim=k, fixed_projection=True, seed=3).double()
+    weights = w0.clone().requires_grad_()
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        x = torch.randn(m, dx, generator=generator, dtype=torch.float64)
+        mi(x, x @ weights + torch.randn(m, dz, generator=generator, dtype=torch.float64)).backward()
+    assert mi.projection is not None and mi.projection.shape == (k, dx)
+    exact = w0.clone().requires_grad_()
+    cov_a, cross = mi.projection @ mi.projection.T, mi.projection @ exact
+    cov_z = exact.T @ exact + torch.eye(dz, dtype=torch.float64)
+    joint = torch.cat([torch.cat([cov_a, cross], 1), torch.cat([cross.T, cov_z], 1)], 0)
+    (0.5 * (torch.logdet(cov_a) + torch.logdet(cov_z) - torch.logdet(joint))).backward()
+    estimate, truth = weights.grad.flatten() / 20, exact.grad.flatten()
+    assert float(torch.nn.functional.cosine_similarity(estimate, truth, dim=0)) > 0.9
+    assert abs(float(estimate.norm() / truth.norm()) - 1) < 0.15
 
 
 def warp(t: torch.Tensor) -> torch.Tensor:
