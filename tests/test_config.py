@@ -48,7 +48,7 @@ def test_base_config_resolves(tmp_path: Path) -> None:
     assert resolved.config.estimator is not None and resolved.config.estimator.name == "mige"
 
 
-@pytest.mark.parametrize("name", ["ib-digits.toml", "ib-quick.toml"])
+@pytest.mark.parametrize("name", sorted(path.name for path in CONFIGS.glob("*.toml")))
 def test_shipped_configs_pass_check(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(CONFIGS / name)]) == 0
     assert "ok" in capsys.readouterr().out
