@@ -1,4 +1,4 @@
-"""The ``mireg`` command: ``list``, ``plugins``, ``show`` (and ``run``/``check`` from the trainer)."""
+"""The ``mireg`` command: ``list``, ``plugins``, ``show``, ``run`` and ``check``."""
 
 from __future__ import annotations
 
@@ -89,16 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="describe one estimator: summary, options, references")
     p.add_argument("name")
     p.add_argument("--kind", choices=["score", "mi_gradient"], default=None)
-    for extend in _PARSER_EXTENSIONS:
-        extend(sub)
-    return parser
-
-
-#: Functions adding more sub-commands (the trainer's ``run`` and ``check``).
-_PARSER_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
-
-
-def _add_training_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="train a TOML configuration (progress, checkpoints, metrics, results)")
     p.add_argument("config", help="path of the TOML configuration")
     p.add_argument("--out", default=None, help="output directory (default: runs/<config name>)")
@@ -112,9 +102,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     )
     p = sub.add_parser("check", help="validate a configuration (names, options, types, paths) without training")
     p.add_argument("config", help="path of the TOML configuration")
-
-
-_PARSER_EXTENSIONS.append(_add_training_commands)
+    return parser
 
 
 def _resolved_config(args: argparse.Namespace) -> Any:
