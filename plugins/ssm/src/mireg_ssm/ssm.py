@@ -82,6 +82,8 @@ class AdamState(nn.Module):
     estimator continues the exact optimisation trajectory.
     """
 
+    step: Tensor
+
     def __init__(self, params: list[nn.Parameter]) -> None:
         super().__init__()
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
@@ -160,6 +162,7 @@ class SlicedScoreMatching(ScoreEstimator, nn.Module):
     """
 
     name = "ssm"
+    calls: Tensor
     parametric = True
     references = (
         "Song, Garg, Shi & Ermon, Sliced Score Matching: A Scalable Approach to Density and Score Estimation, UAI 2019",
@@ -246,7 +249,7 @@ class SlicedScoreMatching(ScoreEstimator, nn.Module):
         if self.net is None:
             self._build(dim, samples.dtype, samples.device)
         assert self.net is not None and self.adam is not None
-        weight = self.net.layers[0].weight
+        weight: Tensor = next(self.net.parameters())
         if self.net.dim != dim:
             raise ValueError(
                 f"this ssm estimator's network was built for d = {self.net.dim} on its first call, got samples "
