@@ -86,18 +86,6 @@ def test_top_j_solver_float64_fixed_count_and_warm_started_growth(monkeypatch: p
         assert relative_rmse(top, -x) < 1.02 * relative_rmse(full, -x)
 
 
-def test_full_spectrum_without_ridge_equals_stein() -> None:
-    stein = pytest.importorskip("mireg_stein")
-    x = torch.randn(64, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    points = torch.randn(20, 10, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    exact = SSGE(n_eigen=64, eta=0.0, eigensolver="eigh")
-    reference = stein.Stein(eta=0.0, bandwidth_multiplier=1.0)
-    assert relative_rmse(exact.score(x), reference.score(x)) < 1e-8
-    ridged = SSGE(n_eigen=64, eta=0.1, eigensolver="eigh")  # Stein's out-of-sample extension
-    ridged_stein = stein.Stein(eta=0.1, bandwidth_multiplier=1.0)
-    assert relative_rmse(ridged.score(x, at=points), ridged_stein.score(x, at=points)) < 1e-8
-
-
 def test_in_sample_is_the_nystrom_extension_at_the_samples() -> None:
     x = torch.randn(100, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     estimator = SSGE(eigensolver="eigh")
