@@ -51,6 +51,7 @@ __all__ = [
     "correlated_gaussians",
     "relative_rmse",
     "sample_with_score",
+    "seeded_sample_with_score",
     "train_mi_estimator",
 ]
 
@@ -231,6 +232,19 @@ def sample_with_score(dist: ClosedFormDistribution, n: int, generator: torch.Gen
     """
     x = dist._sample64(n, generator)
     return x.to(dist.dtype), dist._score64(x).to(dist.dtype)
+
+
+def seeded_sample_with_score(
+    kind: str, n: int, dim: int, dtype: torch.dtype = torch.float32, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """``n`` samples and their true scores, ``([n, d], [n, d])`` in ``dtype``, of the distribution
+    named ``kind`` — ``"gaussian"`` (:class:`Gaussian`) or ``"mixture"`` (:class:`GaussianMixture`,
+    weight 0.3) — whose parameters and samples come from one generator seeded with ``seed``."""
+    laws: dict[str, type[Gaussian] | type[GaussianMixture]] = {"gaussian": Gaussian, "mixture": GaussianMixture}
+    if kind not in laws:
+        raise ValueError(f"unknown distribution {kind!r}; use one of {sorted(laws)}")
+    generator = torch.Generator().manual_seed(seed)
+    return sample_with_score(laws[kind](dim, generator=generator, dtype=dtype), n, generator)
 
 
 def relative_rmse(estimate: Tensor, truth: Tensor) -> float:
