@@ -32,7 +32,8 @@ def _check_tensor(value: object, what: str, expected: str) -> Tensor:
     return value
 
 
-def _check_finite(value: Tensor, what: str) -> None:
+def check_finite(value: Tensor, what: str) -> None:
+    """Raise a ValueError counting the NaN/Inf entries of ``value`` (any shape), named ``what``."""
     # One reduction is far cheaper than an elementwise test; NaN/Inf always reach the sum, and a
     # sum that merely overflows falls through to the exact count below, which then finds nothing.
     if bool(torch.isfinite(value.detach().sum())):
@@ -62,7 +63,7 @@ def check_samples(samples: object, at: object = None, *, batched: bool = False) 
         raise ValueError(f"score estimation needs at least 2 samples, got M = {x.shape[-2]}")
     if x.shape[-1] < 1:
         raise ValueError("samples must have at least one dimension (d >= 1), got d = 0")
-    _check_finite(x, "samples")
+    check_finite(x, "samples")
     if at is None:
         return x, None
     points = _check_tensor(at, "at", expected.replace("M", "N"))
@@ -76,7 +77,7 @@ def check_samples(samples: object, at: object = None, *, batched: bool = False) 
             f"at ({points.dtype}, {points.device}) must have the dtype and device of samples "
             f"({x.dtype}, {x.device})"
         )
-    _check_finite(points, "at")
+    check_finite(points, "at")
     return x, points
 
 
@@ -100,8 +101,8 @@ def check_pair(x: object, z: object) -> tuple[Tensor, Tensor]:
         )
     if a.shape[0] < 2:
         raise ValueError(f"MI estimation needs a batch of at least 2 samples, got {a.shape[0]}")
-    _check_finite(a, "x")
-    _check_finite(b, "z")
+    check_finite(a, "x")
+    check_finite(b, "z")
     return a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
 
 

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from mireg.distributed import gather_rows
-from mireg.estimators import MIGradientEstimator, ScoreEstimator, check_samples
+from mireg.estimators import MIGradientEstimator, ScoreEstimator, check_finite, check_samples
 from mireg.projection import random_projection
 
 Precondition = Literal["auto", "full", "diag", "none"]
@@ -317,8 +317,7 @@ class MIGE(MIGradientEstimator):
         if given.shape != z.shape:
             name = "log_var" if log_var is not None else "conditional_score"
             raise ValueError(f"{name} must have the shape of z {tuple(z.shape)}, got {tuple(given.shape)}")
-        if not bool(torch.isfinite(given).all()):
-            raise ValueError("log_var/conditional_score contains NaN/Inf values")
+        check_finite(given, "log_var" if log_var is not None else "conditional_score")
         z, given = gather_rows(z), gather_rows(given)  # x is not needed
         log_var, conditional_score = (given, None) if log_var is not None else (None, given)
         marginal = self._entropy("z", z)

@@ -153,6 +153,8 @@ def test_bad_inputs_and_options() -> None:
     mi = MIGE(score=GaussianScore())
     with pytest.raises(ValueError, match="x contains 1 NaN/Inf"):
         mi(torch.tensor([[float("nan")], [1.0]]), torch.randn(2, 1))
+    with pytest.raises(ValueError, match="log_var contains 1 NaN/Inf"):
+        mi(torch.randn(4, 2), torch.randn(4, 2), log_var=torch.tensor([[0.0, float("nan")]] + [[0.0, 0.0]] * 3))
     with pytest.raises(ValueError, match="log_var must have the shape of z"):
         mi(torch.randn(4, 2), torch.randn(4, 2), log_var=torch.randn(4, 3))
     with pytest.raises(ValueError, match="score_options apply only when `score` is a name"):
