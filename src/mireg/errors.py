@@ -28,3 +28,7 @@ class PluginError(MiregError):
 
 class ConfigError(MiregError, ValueError):
     """A configuration file is invalid; the message names the path of the bad key."""
+
+
+class NonFiniteError(MiregError, ValueError):
+    """A tensor holds NaN or Inf values; the message names the tensor and counts them."""

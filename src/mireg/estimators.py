@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mireg.distributed import gather_rows
+from mireg.errors import NonFiniteError
 from mireg.options import option_specs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,14 +34,14 @@ def _check_tensor(value: object, what: str, expected: str) -> Tensor:
 
 
 def check_finite(value: Tensor, what: str) -> None:
-    """Raise a ValueError counting the NaN/Inf entries of ``value`` (any shape), named ``what``."""
+    """Raise a :class:`~mireg.errors.NonFiniteError` counting the NaN/Inf entries of ``value`` (any shape), named ``what``."""
     # One reduction is far cheaper than an elementwise test; NaN/Inf always reach the sum, and a
     # sum that merely overflows falls through to the exact count below, which then finds nothing.
     if bool(torch.isfinite(value.detach().sum())):
         return
     bad = int((~torch.isfinite(value)).sum())
     if bad:
-        raise ValueError(
+        raise NonFiniteError(
             f"{what} contains {bad} NaN/Inf value(s); estimators need finite inputs "
             "(check the encoder output or the learning rate)"
         )
