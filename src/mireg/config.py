@@ -20,7 +20,6 @@ path of the bad key (``estimator.options.threshold``) and, where one is close, t
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from mireg.errors import ConfigError, MiregError
 from mireg.options import validate_options
+from mireg.text import did_you_mean
 
 if TYPE_CHECKING:
     from mireg.tasks import Task
@@ -139,8 +139,7 @@ class Config:
 
 
 def _suggest(key: str, known: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(key, known)
 
 
 def _table(value: Any, path: str) -> dict[str, Any]:

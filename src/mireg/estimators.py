@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -21,6 +20,7 @@ from torch import Tensor, nn
 from mireg.distributed import gather_rows
 from mireg.errors import NonFiniteError
 from mireg.options import option_specs
+from mireg.text import summary_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,7 +34,7 @@ def _check_tensor(value: object, what: str, expected: str) -> Tensor:
 
 
 def check_finite(value: Tensor, what: str) -> None:
-    """Raise a :class:`~mireg.errors.NonFiniteError` counting the NaN/Inf entries of ``value`` (any shape), named ``what``."""
+    """Raise :class:`~mireg.errors.NonFiniteError` counting the NaN/Inf entries of ``value`` (any shape), ``what``."""
     # One reduction is far cheaper than an elementwise test; NaN/Inf always reach the sum, and a
     # sum that merely overflows falls through to the exact count below, which then finds nothing.
     if bool(torch.isfinite(value.detach().sum())):
@@ -143,8 +143,7 @@ class _Described:
     @classmethod
     def summary(cls) -> str:
         """The first line of the class docstring."""
-        doc = inspect.getdoc(cls) or ""
-        return doc.splitlines()[0].strip() if doc else ""
+        return summary_line(cls)
 
     def options(self) -> dict[str, Any]:
         """The option values this estimator was built with (attributes named like the options)."""

@@ -11,7 +11,6 @@ config fails at load time with the list of valid options, not at the first train
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import re
@@ -23,6 +22,7 @@ from typing import Any, Literal, Union
 import attrs
 
 from mireg.errors import OptionError
+from mireg.text import did_you_mean
 
 _MISSING = inspect.Parameter.empty
 
@@ -134,8 +134,7 @@ def validate_options(cls: type, options: Mapping[str, Any], *, where: str = "") 
     for key, value in options.items():
         spec = specs.get(key)
         if spec is None:
-            close = difflib.get_close_matches(key, list(specs), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, specs)
             raise OptionError(
                 f"unknown option {where}{key} for {label!r}.{hint} {_listing(specs)}"
             )

@@ -9,7 +9,6 @@ name, both stay reachable as ``"<distribution>/<name>"`` and the bare name raise
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata
 import types
 import warnings
@@ -23,6 +22,7 @@ from mireg import hookspecs
 from mireg.errors import AmbiguousEstimatorError, OptionError, PluginError, UnknownEstimatorError
 from mireg.estimators import MIGradientEstimator, ScoreEstimator
 from mireg.options import validate_options
+from mireg.text import did_you_mean
 
 KINDS = ("score", "mi_gradient", "task")
 _KIND_WORDS = {"score": "score estimator", "mi_gradient": "MI-gradient estimator", "task": "task"}
@@ -168,10 +168,9 @@ class Registry:
             hooks = _marked_hooks(plugin)
             for hook in hooks:
                 if hook not in hookspecs.HOOK_KINDS:
-                    close = difflib.get_close_matches(hook, list(hookspecs.HOOK_KINDS), n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    hint = did_you_mean(hook, hookspecs.HOOK_KINDS)
                     raise PluginError(
-                        f"{hook!r} is not a mireg hook{hint} (hooks: {', '.join(hookspecs.HOOK_KINDS)})"
+                        f"{hook!r} is not a mireg hook.{hint} (hooks: {', '.join(hookspecs.HOOK_KINDS)})"
                     )
             try:
                 self._pm.register(plugin, name=f"{distribution}:{id(plugin)}")
@@ -262,9 +261,7 @@ class Registry:
         word = _KIND_WORDS[kind]
         known = sorted(self._entries[kind])
         message = f"unknown {word} {name!r}."
-        close = difflib.get_close_matches(normalize(name.rpartition("/")[2]), known, n=3, cutoff=0.6)
-        if close:
-            message += f" Did you mean {' or '.join(repr(c) for c in close)}?"
+        message += did_you_mean(normalize(name.rpartition("/")[2]), known, n=3)
         for other in KINDS:
             if other != kind and normalize(name.rpartition("/")[2]) in self._entries[other]:
                 message += f" {name!r} is a {_KIND_WORDS[other]}, not a {word}."

@@ -87,7 +87,7 @@ def test_misspelled_hook_fails_loudly(registry: Registry) -> None:
         register(GaussianScore)
 
     plugin = make_plugin("typo", register_score_estimator=register_score_estimator)
-    with pytest.raises(PluginError, match="did you mean 'register_score_estimators'"):
+    with pytest.raises(PluginError, match="Did you mean 'register_score_estimators'"):
         registry.register_plugin(plugin, distribution="mireg-typo")
     assert registry.list() == []
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ from mireg.data.mnist import MNIST
 from mireg.data.synthetic import Synthetic
 from mireg.errors import ConfigError
 from mireg.options import validate_options
+from mireg.text import did_you_mean
 
 __all__ = [
     "DATASETS",
@@ -33,8 +33,7 @@ def dataset(name: str, options: Mapping[str, Any] | None = None, *, where: str =
     """The dataset ``name`` built with validated ``options``; unknown names suggest close ones."""
     cls = DATASETS.get(name)
     if cls is None:
-        close = difflib.get_close_matches(name, list(DATASETS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, DATASETS)
         raise ConfigError(f"data.name: unknown dataset {name!r}.{hint} Known datasets: {', '.join(sorted(DATASETS))}")
     built: Dataset = cls(**validate_options(cls, dict(options or {}), where=where))
     return built

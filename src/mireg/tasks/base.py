@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 
 from mireg.data import Splits
 from mireg.estimators import MIGradientEstimator
+from mireg.text import summary_line
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,8 +63,7 @@ class Task(abc.ABC):
     @classmethod
     def summary(cls) -> str:
         """The first line of the class docstring."""
-        doc = inspect.getdoc(cls) or ""
-        return doc.splitlines()[0].strip() if doc else ""
+        return summary_line(cls)
 
     def uses_estimator(self) -> bool:
         """Whether this task, with its options, needs an ``[estimator]`` block."""

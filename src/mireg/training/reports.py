@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mireg.files import atomic_write_text
+
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def write_metrics(path: Path, history: Sequence[dict[str, Any]]) -> None:
     """Rewrite the JSON-lines metrics file from the per-epoch history (one object per epoch)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in history))
 
 
 def plot_curves(path: Path, history: Sequence[dict[str, Any]]) -> None:
