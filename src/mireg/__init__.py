@@ -11,8 +11,7 @@ Public names (see the README)::
 
 from __future__ import annotations
 
-from typing import Any
-
+from mireg.api import entropy_surrogate, list_estimators, mi_gradient_estimator, score_estimator
 from mireg.errors import (
     AmbiguousEstimatorError,
     ConfigError,
@@ -22,8 +21,7 @@ from mireg.errors import (
 )
 from mireg.estimators import MIGradientEstimator, ScoreEstimator
 from mireg.hookspecs import hookimpl
-from mireg.mige import entropy_surrogate
-from mireg.registry import EstimatorInfo, default_registry
+from mireg.registry import EstimatorInfo, _version
 
 __all__ = [
     "AmbiguousEstimatorError",
@@ -42,36 +40,4 @@ __all__ = [
     "score_estimator",
 ]
 
-
-def score_estimator(name: str, **options: Any) -> ScoreEstimator:
-    """Build the score estimator registered as ``name`` with keyword ``options``.
-
-    Raises :class:`UnknownEstimatorError` (with suggestions) for an unknown name and
-    :class:`OptionError` (listing the valid options) for an unknown or ill-typed option.
-    """
-    estimator: ScoreEstimator = default_registry().create("score", name, options)
-    return estimator
-
-
-def mi_gradient_estimator(name: str, **options: Any) -> MIGradientEstimator:
-    """Build the MI-gradient estimator registered as ``name`` (e.g. ``"mige"``, ``"mine"``)."""
-    estimator: MIGradientEstimator = default_registry().create("mi_gradient", name, options)
-    return estimator
-
-
-def list_estimators(kind: str | None = None) -> list[EstimatorInfo]:
-    """Records (name, kind, plugin, version, summary, aliases) of every registered estimator;
-    ``kind`` is ``"score"``, ``"mi_gradient"`` or ``None`` for both."""
-    if kind is None:
-        return [e for e in default_registry().list() if e.kind != "task"]
-    if kind not in ("score", "mi_gradient"):
-        raise ValueError(f"kind must be 'score', 'mi_gradient' or None, got {kind!r}")
-    return default_registry().list(kind)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        from mireg.registry import _version
-
-        return _version()
-    raise AttributeError(f"module 'mireg' has no attribute {name!r}")
+__version__ = _version()

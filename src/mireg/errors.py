@@ -26,6 +26,10 @@ class PluginError(MiregError):
     """A plugin broke a rule of the hook contract (misspelled hook, bad registration)."""
 
 
+class MiregPluginWarning(UserWarning):
+    """A plugin failed to load and is skipped; the others keep working."""
+
+
 class ConfigError(MiregError, ValueError):
     """A configuration file is invalid; the message names the path of the bad key."""
 

@@ -39,34 +39,30 @@ from torch import Tensor, nn
 
 from mireg.distributed import gather_rows
 from mireg.estimators import MIGradientEstimator, ScoreEstimator, check_finite, check_samples
+from mireg.hookspecs import Register, hookimpl
+from mireg.options import validate_options
 from mireg.projection import random_projection
 
 Precondition = Literal["auto", "full", "diag", "none"]
 PRECONDITIONS = ("auto", "full", "diag", "none")
 Calibrate = Literal["affine", "scale", "none"]
 
-#: Score options MIGE uses when ``score_options`` is not given, per score estimator. Measured on the
-#: correlated-Gaussian toy (benchmarks/toy_gradient.py, whitened batches, no calibration, 10 seeds):
-#: SSGE with eta = 0, threshold 0.999 and twice the median bandwidth stays within 2.5% of dI/dρ
-#: for d ∈ {5, 10, 20}, |ρ| ≤ 0.99 at batch 128 and 512; its stand-alone defaults (eta = 0.1,
-#: threshold 0.99, median bandwidth) shrink the score and return 0.75-0.98 of the truth.
-TUNED_SCORE_OPTIONS: dict[str, dict[str, Any]] = {
-    "ssge": {"eta": 0.0, "threshold": 0.999, "bandwidth_multiplier": 2.0},
-}
-
-
 def _build_score(
-    score: str | ScoreEstimator, options: dict[str, Any] | None, *, where: str = "score_options."
+    score: str | type[ScoreEstimator] | ScoreEstimator, options: dict[str, Any] | None, *, where: str = "score_options."
 ) -> ScoreEstimator:
+    """``score`` itself when built, else the class ``score`` built with its ``whitened_options``
+    (the plugin's settings for whitened batches) overridden by ``options``, validated."""
     if isinstance(score, ScoreEstimator):
         if options:
-            raise ValueError("score_options apply only when `score` is a name; the given estimator is already built")
+            raise ValueError("score_options apply only when `score` is a name or a class; the given estimator is built")
         return score
-    from mireg.registry import default_registry
-
-    options = {**TUNED_SCORE_OPTIONS.get(score, {}), **(options or {})}  # given options override tuned ones
-    estimator: ScoreEstimator = default_registry().create("score", score, options, where=where)
-    return estimator
+    if not (isinstance(score, type) and issubclass(score, ScoreEstimator)):
+        raise ValueError(
+            f"score must be a ScoreEstimator class or instance, got {score!r}; names are resolved by a registry: "
+            f"mireg.mi_gradient_estimator('mige', score={score!r}) or mireg.entropy_surrogate(z, score={score!r})"
+        )
+    options = {**getattr(score, "whitened_options", {}), **(options or {})}  # given options override the plugin's
+    return score(**validate_options(score, options, where=where))
 
 
 def _whiten(centred: Tensor, shrinkage: float) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
@@ -160,7 +156,7 @@ def preconditioned_score(
 
 def entropy_surrogate(
     z: Tensor,
-    score: str | ScoreEstimator = "ssge",
+    score: type[ScoreEstimator] | ScoreEstimator,
     *,
     score_options: dict[str, Any] | None = None,
     precondition: Precondition = "auto",
@@ -171,18 +167,19 @@ def entropy_surrogate(
 
     Args:
         z: reparameterised samples ``[M, d]`` (rows i.i.d. from q_ψ).
-        score: a registered score-estimator name or a built :class:`~mireg.ScoreEstimator`.
-        score_options: options for ``score`` when it is a name.
+        score: a :class:`~mireg.ScoreEstimator` class or a built one (``mireg.entropy_surrogate``
+            also takes a registered name).
+        score_options: options for ``score`` when it is a class, over its ``whitened_options``.
         precondition, shrinkage, calibrate: see :func:`preconditioned_score`.
     Returns:
         ``−mean_i ⟨sg(ŝ(z_i)), z_i⟩``, a 0-dim tensor; ascend it to maximise entropy.
     """
     z, _ = check_samples(z)
     estimator = _build_score(score, score_options)
-    if estimator.parametric and isinstance(score, str):
+    if estimator.parametric and not isinstance(score, ScoreEstimator):
         raise ValueError(
-            f"{score!r} is a parametric score estimator that learns across calls: build it once "
-            f"(est = mireg.score_estimator({score!r})) and pass `score=est` at every call"
+            f"{score.name!r} is a parametric score estimator that learns across calls: build it once "
+            f"(est = mireg.score_estimator({score.name!r})) and pass `score=est` at every call"
         )
     s = preconditioned_score(estimator, z, precondition=precondition, shrinkage=shrinkage, calibrate=calibrate)
     return -(s * z).sum(-1).mean()
@@ -203,7 +200,7 @@ class MIGE(MIGradientEstimator):
 
     Options:
       score: name of a registered score estimator, or a built ScoreEstimator
-      score_options: options of the score estimator when `score` is a name, on top of TUNED_SCORE_OPTIONS
+      score_options: options of the score estimator when `score` is a name, over its plugin's whitened_options
       precondition: "auto" (full up to d = M/2, else diag), "full" (whiten), "diag" (standardise), "none" (paper)
       shrinkage: covariance shrinkage towards the mean variance used by "full" whitening
       calibrate: "affine" (Stein's identity for affine test functions, see stein_calibrate), "scale" or "none"
@@ -224,7 +221,7 @@ class MIGE(MIGradientEstimator):
     def __init__(
         self,
         *,
-        score: str | ScoreEstimator = "ssge",
+        score: str | type[ScoreEstimator] | ScoreEstimator = "ssge",
         score_options: dict[str, Any] | None = None,
         precondition: Precondition = "auto",
         shrinkage: float = 1e-3,
@@ -243,7 +240,7 @@ class MIGE(MIGradientEstimator):
         if calibrate not in ("affine", "scale", "none"):
             raise ValueError(f"calibrate must be 'affine', 'scale' or 'none', got {calibrate!r}")
         prototype = _build_score(score, score_options)
-        self.score = score if isinstance(score, str) else type(score).name
+        self.score = prototype.name
         self.score_options = score_options
         self.precondition: Precondition = precondition
         self.shrinkage = shrinkage
@@ -330,3 +327,9 @@ class MIGE(MIGradientEstimator):
     def estimate(self, x: Tensor, z: Tensor) -> None:
         """MIGE estimates gradients only: always ``None``."""
         return None
+
+
+@hookimpl
+def register_mi_gradient_estimators(register: Register) -> None:
+    """Register :class:`MIGE`: this module is one of mireg's default plugins."""
+    register(MIGE)

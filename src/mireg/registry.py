@@ -9,20 +9,25 @@ name, both stay reachable as ``"<distribution>/<name>"`` and the bare name raise
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import types
+import typing
 import warnings
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
 
 import attrs
 import pluggy
 
 from mireg import hookspecs
-from mireg.errors import AmbiguousEstimatorError, OptionError, PluginError, UnknownEstimatorError
+from mireg.errors import AmbiguousEstimatorError, MiregPluginWarning, OptionError, PluginError, UnknownEstimatorError
 from mireg.estimators import MIGradientEstimator, ScoreEstimator
-from mireg.options import validate_options
-from mireg.text import did_you_mean
+from mireg.options import OptionSpec, option_specs, validate_options
+from mireg.text import did_you_mean, summary_line
+
+#: The plugins mireg ships itself: modules loaded exactly as third-party ones are (entry points aside).
+DEFAULT_PLUGINS: tuple[str, ...] = ("mireg.mige", "mireg.tasks")
 
 KINDS = ("score", "mi_gradient", "task")
 _KIND_WORDS = {"score": "score estimator", "mi_gradient": "MI-gradient estimator", "task": "task"}
@@ -31,10 +36,6 @@ _INSTALL_HINT = {
     "mi_gradient": "install a plugin, e.g. `pip install mireg-mine` (or `pip install plugins/mine`)",
     "task": "tasks ship with mireg itself; is the installation complete?",
 }
-
-
-class MiregPluginWarning(UserWarning):
-    """A plugin failed to load; the others keep working."""
 
 
 @attrs.frozen
@@ -102,15 +103,17 @@ def normalize(name: str) -> str:
 _BASES: dict[str, type] = {"score": ScoreEstimator, "mi_gradient": MIGradientEstimator}
 
 
-def _marked_hooks(plugin: object) -> dict[str, Callable[..., Any]]:
-    """The attributes of ``plugin`` carrying the ``mireg.hookimpl`` marker."""
-    marker = f"{hookspecs.PROJECT}_impl"
-    found = {}
-    for attribute in dir(plugin):
-        value = getattr(plugin, attribute, None)
-        if callable(value) and hasattr(value, marker):
-            found[attribute] = value
-    return found
+def _nested_kind(spec: OptionSpec) -> tuple[str, bool] | None:
+    """``(kind, wants_class)`` when the option's type admits an estimator class or instance of a kind."""
+    annotation = spec.annotation
+    members = typing.get_args(annotation) if typing.get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    for member in members:
+        wants_class = typing.get_origin(member) is type
+        target = typing.get_args(member)[0] if wants_class else member
+        for kind, base in _BASES.items():
+            if isinstance(target, type) and issubclass(target, base):
+                return kind, wants_class
+    return None
 
 
 class Registry:
@@ -139,6 +142,15 @@ class Registry:
                 continue
             self.register_plugin(plugin, distribution=distribution, version=version, raise_errors=False)
 
+    def load_modules(self, modules: Iterable[str], *, distribution: str, version: str) -> PluginInfo:
+        """Import the plugin modules ``modules`` of one distribution and register them together, as one
+        plugin record (how the :data:`DEFAULT_PLUGINS` are loaded); a failing import fails the record."""
+        try:
+            plugins = [importlib.import_module(module) for module in modules]
+        except Exception as error:
+            return self._fail(distribution, version, f"import failed: {type(error).__name__}: {error}")
+        return self._register(plugins, distribution, version, raise_errors=False)
+
     def _fail(self, distribution: str, version: str, error: str) -> PluginInfo:
         info = PluginInfo(distribution, version, "failed", error)
         self._plugins.append(info)
@@ -157,32 +169,32 @@ class Registry:
         version: str = "0",
         raise_errors: bool = True,
     ) -> PluginInfo:
-        """Register the hook implementations of ``plugin`` (a module or any object).
+        """Register the hook implementations of ``plugin`` (a module or any object) and call them.
 
-        With ``raise_errors`` a broken plugin raises :class:`~mireg.errors.PluginError`;
-        otherwise it is recorded as failed, a :class:`MiregPluginWarning` is issued, and
-        nothing it registered is kept.
+        pluggy validates the hooks (``check_pending`` for misspelled names, argument names on
+        registration) and dispatches them through a hook caller restricted to this plugin, so
+        whatever one plugin does cannot touch another's registrations. With ``raise_errors`` a
+        broken plugin raises :class:`~mireg.errors.PluginError`; otherwise it is recorded as
+        failed, a :class:`~mireg.errors.MiregPluginWarning` is issued, and nothing it registered
+        is kept.
         """
+        return self._register([plugin], distribution, version, raise_errors=raise_errors)
+
+    def _register(self, plugins: list[object], distribution: str, version: str, *, raise_errors: bool) -> PluginInfo:
         added: list[EstimatorInfo] = []
         try:
-            hooks = _marked_hooks(plugin)
-            for hook in hooks:
-                if hook not in hookspecs.HOOK_KINDS:
-                    hint = did_you_mean(hook, hookspecs.HOOK_KINDS)
-                    raise PluginError(
-                        f"{hook!r} is not a mireg hook.{hint} (hooks: {', '.join(hookspecs.HOOK_KINDS)})"
-                    )
-            try:
-                self._pm.register(plugin, name=f"{distribution}:{id(plugin)}")
-            except pluggy.PluginValidationError as error:
-                raise PluginError(str(error)) from error
-            for hook, function in hooks.items():
-                kind = hookspecs.HOOK_KINDS[hook]
-                function(register=self._registrar(kind, distribution, version, added))
+            for plugin in plugins:
+                self._validate(plugin, f"{distribution}:{id(plugin)}")
+            others = [other for other in self._pm.get_plugins() if all(other is not p for p in plugins)]
+            names = dict.fromkeys(caller.name for p in plugins for caller in self._pm.get_hookcallers(p) or [])
+            for hook in names:  # one call per hook, restricted to this distribution's modules
+                own = self._pm.subset_hook_caller(hook, remove_plugins=others)
+                own(register=self._registrar(hookspecs.HOOK_KINDS[hook], distribution, version, added))
         except Exception as error:
             self._forget(added)
-            if self._pm.is_registered(plugin):
-                self._pm.unregister(plugin)
+            for plugin in plugins:
+                if self._pm.is_registered(plugin):
+                    self._pm.unregister(plugin)
             if raise_errors:
                 if isinstance(error, PluginError):
                     raise
@@ -191,6 +203,21 @@ class Registry:
         info = PluginInfo(distribution, version, "ok", None, tuple(entry.name for entry in added))
         self._plugins.append(info)
         return info
+
+    def _validate(self, plugin: object, name: str) -> None:
+        """Register ``plugin`` with pluggy and check its hooks; :class:`PluginError` with a hint if not."""
+        try:
+            self._pm.register(plugin, name=name)
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as error:
+            unknown = [c.name for c in self._pm.get_hookcallers(plugin) or [] if not c.has_spec()]
+            if not unknown:
+                raise PluginError(str(error)) from error
+            hook = unknown[0]
+            hint = did_you_mean(hook, hookspecs.HOOK_KINDS)
+            raise PluginError(
+                f"{hook!r} is not a mireg hook.{hint} (hooks: {', '.join(hookspecs.HOOK_KINDS)})"
+            ) from error
 
     def _registrar(
         self, kind: str, distribution: str, version: str, added: list[EstimatorInfo]
@@ -204,7 +231,7 @@ class Registry:
             if not isinstance(name, str) or not name.strip() or "/" in name:
                 raise PluginError(f"{cls.__qualname__} needs a class attribute `name` (a non-empty string without '/')")
             names = (name, *tuple(getattr(cls, "aliases", ())), *tuple(aliases))
-            summary = cls.summary() if hasattr(cls, "summary") else (cls.__doc__ or "").strip().split("\n")[0]
+            summary = summary_line(cls)
             info = EstimatorInfo(name, kind, distribution, version, summary, tuple(names[1:]), cls)
             for key in dict.fromkeys(normalize(n) for n in names):
                 mine = [e for e in self._entries[kind].get(key, []) if e.plugin == distribution]
@@ -276,12 +303,24 @@ class Registry:
         return message + "."
 
     def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None, *, where: str = "") -> Any:
-        """Build the estimator ``name`` of ``kind`` with validated ``options``."""
+        """Build the estimator ``name`` of ``kind`` with validated ``options``.
+
+        An option whose type admits an estimator (``type[ScoreEstimator]`` or ``ScoreEstimator``,
+        as MIGE's ``score``) and whose value (given or default) is a name is resolved here, by this
+        registry: to the registered class, or to an instance built with no options.
+        """
         info = self.get(kind, name)
         checked = validate_options(info.cls, dict(options or {}), where=where)
         try:
+            for key, spec in option_specs(info.cls).items():
+                nested = _nested_kind(spec)
+                value = checked.get(key, spec.default)
+                if nested is None or not isinstance(value, str):
+                    continue
+                nested_kind, wants_class = nested
+                checked[key] = self.get(nested_kind, value).cls if wants_class else self.create(nested_kind, value)
             return info.cls(**checked)
-        except ValueError as error:  # the constructor's range checks and nested options (MIGE's score)
+        except ValueError as error:  # the constructor's checks and nested names and options (MIGE's score)
             place = where.rstrip(".") or "options"
             raise OptionError(f"invalid {place} for the {_KIND_WORDS[kind]} {info.name!r}: {error}") from error
 
@@ -290,24 +329,18 @@ _default: Registry | None = None
 
 
 def default_registry() -> Registry:
-    """The process-wide registry: built-in estimators plus every installed plugin."""
+    """The process-wide registry: the :data:`DEFAULT_PLUGINS` plus every installed plugin."""
     global _default
     if _default is None:
         registry = Registry()
-        for module in _builtin_plugins():
-            registry.register_plugin(module, distribution="mireg", version=_version())
+        registry.load_modules(DEFAULT_PLUGINS, distribution="mireg", version=_version())
         registry.load_entry_points()
         _default = registry
     return _default
 
 
-def _builtin_plugins() -> list[types.ModuleType]:
-    from mireg import builtins
-
-    return [builtins]
-
-
 def _version() -> str:
+    """The installed version of mireg (``"0+unknown"`` when run from an uninstalled checkout)."""
     try:
         return importlib.metadata.version("mireg")
     except importlib.metadata.PackageNotFoundError:
