@@ -106,7 +106,8 @@ _BASES: dict[str, type] = {"score": ScoreEstimator, "mi_gradient": MIGradientEst
 def _nested_kind(spec: OptionSpec) -> tuple[str, bool] | None:
     """``(kind, wants_class)`` when the option's type admits an estimator class or instance of a kind."""
     annotation = spec.annotation
-    members = typing.get_args(annotation) if typing.get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    union = typing.get_origin(annotation) in (Union, types.UnionType)
+    members = typing.get_args(annotation) if union else (annotation,)
     for member in members:
         wants_class = typing.get_origin(member) is type
         target = typing.get_args(member)[0] if wants_class else member

@@ -7,10 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from mireg.critics import Activation, CriticEstimator, CriticKind
+from mireg.critic_options import SeparableCriticEstimator
 
 
-class InfoNCE(CriticEstimator):
+class InfoNCE(SeparableCriticEstimator):
     """InfoNCE: contrastive lower bound on I(x; z), at most log B for a batch of B pairs.
 
     With critic scores ``T [B, B]`` (``T[i, j] = T(x_i, z_j)``), each x_i must pick its own z_i
@@ -22,43 +22,10 @@ class InfoNCE(CriticEstimator):
     (log(K + 1) with ``negatives=K``), so it estimates min(I, ~log B). ``forward`` returns I_NCE
     of the batch (to MAXIMISE: ``(-mi(x, z)).backward()`` ascends the bound and trains the
     critic); ``estimate`` returns the same value in nats (0-dim tensor).
-
-    Options:
-      critic: "separable" (f(x)ᵀg(z), one matmul for all pairs) or "concat" (MLP on [x, z])
-      hidden: width of the critic's hidden layers
-      layers: number of hidden layers of the critic's MLPs
-      embed_dim: output width of f and g (separable critic only)
-      activation: hidden activation: relu, elu, gelu, silu, tanh or leaky_relu
-      x_dim: flattened width of x, to build the critic eagerly (None: inferred at the first call)
-      z_dim: flattened width of z, to build the critic eagerly (None: inferred at the first call)
-      negatives: negative pairs per row, (x_i, z_(i+s) mod B) for s = 1..K; None: all B - 1 (default)
     """
 
     name = "infonce"
     references = ("van den Oord, Li & Vinyals, Representation Learning with Contrastive Predictive Coding, 2018",)
-
-    def __init__(
-        self,
-        *,
-        critic: CriticKind = "separable",
-        hidden: int = 256,
-        layers: int = 2,
-        embed_dim: int = 32,
-        activation: Activation = "relu",
-        x_dim: int | None = None,
-        z_dim: int | None = None,
-        negatives: int | None = None,
-    ) -> None:
-        super().__init__(
-            critic=critic,
-            hidden=hidden,
-            layers=layers,
-            embed_dim=embed_dim,
-            activation=activation,
-            x_dim=x_dim,
-            z_dim=z_dim,
-            negatives=negatives,
-        )
 
     def bound(self, joint: Tensor, negative: Tensor) -> Tensor:
         """I_NCE (0-dim, <= log(K + 1)) from ``joint`` ``[B]`` and ``negative`` ``[B, K]`` scores."""

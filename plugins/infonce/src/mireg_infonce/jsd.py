@@ -7,10 +7,10 @@ import math
 from torch import Tensor
 from torch.nn import functional
 
-from mireg.critics import Activation, CriticEstimator, CriticKind
+from mireg.critic_options import SeparableCriticEstimator
 
 
-class JSD(CriticEstimator):
+class JSD(SeparableCriticEstimator):
     """JSD: Deep InfoMax's Jensen–Shannon estimator (2·JS divergence, NOT a bound on MI).
 
     With critic scores ``T [B, B]`` (``T[i, j] = T(x_i, z_j)``), joint pairs on the diagonal and
@@ -26,16 +26,6 @@ class JSD(CriticEstimator):
     dependence, with better-behaved gradients than the DV bound (DIM's argument). The optimal
     critic is the log density ratio log p(x, z) / (p(x) p(z)), so the mean of its diagonal
     approximates I(x; z) once trained.
-
-    Options:
-      critic: "separable" (f(x)ᵀg(z), one matmul for all pairs) or "concat" (MLP on [x, z])
-      hidden: width of the critic's hidden layers
-      layers: number of hidden layers of the critic's MLPs
-      embed_dim: output width of f and g (separable critic only)
-      activation: hidden activation: relu, elu, gelu, silu, tanh or leaky_relu
-      x_dim: flattened width of x, to build the critic eagerly (None: inferred at the first call)
-      z_dim: flattened width of z, to build the critic eagerly (None: inferred at the first call)
-      negatives: negative pairs per row, (x_i, z_(i+s) mod B) for s = 1..K; None: all B - 1 (default)
     """
 
     name = "jsd"
@@ -43,29 +33,6 @@ class JSD(CriticEstimator):
         "Hjelm et al., Learning deep representations by mutual information estimation and maximization, ICLR 2019",
         "Nowozin, Cseke & Tomioka, f-GAN, NeurIPS 2016",
     )
-
-    def __init__(
-        self,
-        *,
-        critic: CriticKind = "separable",
-        hidden: int = 256,
-        layers: int = 2,
-        embed_dim: int = 32,
-        activation: Activation = "relu",
-        x_dim: int | None = None,
-        z_dim: int | None = None,
-        negatives: int | None = None,
-    ) -> None:
-        super().__init__(
-            critic=critic,
-            hidden=hidden,
-            layers=layers,
-            embed_dim=embed_dim,
-            activation=activation,
-            x_dim=x_dim,
-            z_dim=z_dim,
-            negatives=negatives,
-        )
 
     def bound(self, joint: Tensor, negative: Tensor) -> Tensor:
         """DIM's JSD value (0-dim, in [0, 2 log 2]) from ``joint`` ``[B]`` and ``negative`` ``[B, K]`` scores."""

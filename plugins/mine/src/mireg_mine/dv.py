@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import torch
 from torch import Tensor
 
-from mireg.critics import Activation, CriticEstimator, CriticKind, log_mean_exp
+from mireg.critic_options import ConcatCriticEstimator
+from mireg.critics import log_mean_exp
+from mireg.options import Range, check_options
 
 
-class MINE(CriticEstimator):
+class MINE(ConcatCriticEstimator):
     """MINE: Donsker–Varadhan bound on I(x; z) with a moving-average bias-corrected gradient.
 
     The bound on a batch, with critic scores ``T [B, B]`` (``T[i, j] = T(x_i, z_j)``), joint
@@ -25,23 +29,12 @@ class MINE(CriticEstimator):
     gradients are enabled, first with the batch value itself. ``estimate`` returns I_DV of the
     batch in nats (0-dim tensor, differentiable; no average involved, nothing updated).
 
-    Defaults were measured on correlated Gaussians (``benchmarks/mi_bounds.py``, batch 128, 2000
-    Adam steps at lr 1e-3): a one-hidden-layer concat critic of width 128 reaches ~14 of 16.6 nats
-    at d = 20, ρ = 0.9, where separable critics (f(x)ᵀg(z), 2×256, embed 32/64) stay at 3-5 nats
-    and diverge for ELU or larger learning rates. With one hidden ReLU layer the concat critic
-    scores all B(B-1) pairs block by block (``mireg.critics._ReluPairScores``): ~3.5 s per 1000
-    steps on one CPU thread, so ``negatives=32`` (13.4 instead of 15.1 nats there, 3-7 s) saves nothing.
+    The critic defaults (one hidden ReLU layer of width 128 on [x, z], all B - 1 negatives) are
+    the best of those measured on correlated Gaussians: see ``benchmarks/results/mi_bounds.md``.
 
     Options:
       ema_rate: weight of the newest batch in the moving average of E_Q[e^T] (the paper's alpha)
-      critic: "concat" (MLP on [x, z], default) or "separable" (f(x)ᵀg(z), one matmul for all pairs)
-      hidden: width of the critic's hidden layers
-      layers: number of hidden layers of the critic's MLPs
-      embed_dim: output width of f and g (separable critic only)
-      activation: hidden activation: relu, elu, gelu, silu, tanh or leaky_relu
-      x_dim: flattened width of x, to build the critic eagerly (None: inferred at the first call)
-      z_dim: flattened width of z, to build the critic eagerly (None: inferred at the first call)
-      negatives: negative pairs per row, (x_i, z_(i+s) mod B) for s = 1..K; None: all B - 1 (default)
+      critic_options: the critic options of :class:`~mireg.critic_options.ConcatCriticEstimator`
     """
 
     log_ema: Tensor
@@ -50,31 +43,9 @@ class MINE(CriticEstimator):
     name = "mine"
     references = ("Belghazi et al., Mutual Information Neural Estimation, ICML 2018",)
 
-    def __init__(
-        self,
-        *,
-        ema_rate: float = 0.01,
-        critic: CriticKind = "concat",
-        hidden: int = 128,
-        layers: int = 1,
-        embed_dim: int = 32,
-        activation: Activation = "relu",
-        x_dim: int | None = None,
-        z_dim: int | None = None,
-        negatives: int | None = None,
-    ) -> None:
-        if not 0.0 < ema_rate <= 1.0:
-            raise ValueError(f"ema_rate must be in (0, 1] (1 = no averaging), got {ema_rate}")
-        super().__init__(
-            critic=critic,
-            hidden=hidden,
-            layers=layers,
-            embed_dim=embed_dim,
-            activation=activation,
-            x_dim=x_dim,
-            z_dim=z_dim,
-            negatives=negatives,
-        )
+    def __init__(self, *, ema_rate: Annotated[float, Range(0, 1, low_open=True)] = 0.01, **critic_options: Any) -> None:
+        check_options(MINE, locals())  # ema_rate = 1: no averaging
+        super().__init__(**critic_options)
         self.ema_rate = ema_rate
         #: log of the moving average of the batch means of exp(T) over product-of-marginals pairs.
         self.register_buffer("log_ema", torch.zeros(()))
