@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(handle)`` on a temporary file beside ``path`` and move it into place; a
     failure (a full disk) leaves the previous ``path`` intact and no temporary file behind."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -136,11 +136,19 @@ def _split_constraints(hint: Any) -> tuple[Any, tuple[Range, ...]]:
     return hint, ()
 
 
-@functools.cache
+_SPECS: dict[type, Mapping[str, OptionSpec]] = {}
+
+
 def option_specs(cls: type) -> Mapping[str, OptionSpec]:
     """The options of an estimator class, in order: its keyword-only ``__init__`` parameters, and,
     where an ``__init__`` takes ``**options``, those of the next ``__init__`` along the MRO (cached;
     read-only)."""
+    if cls not in _SPECS:
+        _SPECS[cls] = _read_specs(cls)
+    return _SPECS[cls]
+
+
+def _read_specs(cls: type) -> Mapping[str, OptionSpec]:
     docs = _docstring_options(cls)
     specs: dict[str, OptionSpec] = {}
     for klass in cls.__mro__:

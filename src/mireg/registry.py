@@ -14,7 +14,7 @@ import importlib.metadata
 import types
 import typing
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Union
 
 import attrs
@@ -181,7 +181,9 @@ class Registry:
         """
         return self._register([plugin], distribution, version, raise_errors=raise_errors)
 
-    def _register(self, plugins: list[object], distribution: str, version: str, *, raise_errors: bool) -> PluginInfo:
+    def _register(
+        self, plugins: Sequence[object], distribution: str, version: str, *, raise_errors: bool
+    ) -> PluginInfo:
         added: list[EstimatorInfo] = []
         try:
             for plugin in plugins:
