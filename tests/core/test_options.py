@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 
 from mireg import OptionError
-from mireg.options import option_specs, validate_options
+from mireg.options import Range, check_options, option_specs, validate_options
 
 
 class Example:
@@ -76,3 +76,71 @@ def test_ill_typed_option_names_the_expected_type(key: str, value: object) -> No
 def test_missing_required_option() -> None:
     with pytest.raises(OptionError, match=r"missing required option\(s\) \['seed'\]"):
         validate_options(Example, {})
+
+
+class Base:
+    """A base that declares and documents two options.
+
+    Options:
+      width: a positive width
+      share: a fraction in (0, 1]
+    """
+
+    def __init__(
+        self,
+        *,
+        width: Annotated[int, Range(1)] | None = None,
+        share: Annotated[float, Range(0, 1, low_open=True)] = 0.5,
+    ) -> None:
+        check_options(Base, locals())
+
+
+class Derived(Base):
+    """Adds one option and passes the rest on.
+
+    Options:
+      mode: a choice
+    """
+
+    name = "derived"
+
+    def __init__(self, *, mode: Literal["a", "b"] = "a", **options: object) -> None:
+        check_options(Derived, locals())
+        super().__init__(**options)  # type: ignore[arg-type]
+
+
+def test_options_and_docs_are_inherited_through_keyword_pass_through() -> None:
+    specs = option_specs(Derived)
+    assert list(specs) == ["mode", "width", "share"]
+    assert specs["width"].doc == "a positive width" and specs["mode"].doc == "a choice"
+    assert specs["width"].describe() == "width: int | None = None"  # the constraint is not part of the type
+    assert option_specs(Derived) is option_specs(Derived)  # cached
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"width": 0}, r"width must be a positive integer or None for 'derived', got 0"),
+        ({"share": 0.0}, r"share must be in \(0, 1\] for 'derived', got 0.0"),
+        ({"share": 1.5}, r"share must be in \(0, 1\] for 'derived', got 1.5"),
+        ({"mode": "c"}, r"option mode of 'derived' must be Literal\['a', 'b'\]"),
+    ],
+)
+def test_constraints_hold_on_the_registry_path_and_on_direct_construction(options: dict, message: str) -> None:
+    with pytest.raises(OptionError, match=message):
+        validate_options(Derived, options)
+    with pytest.raises(OptionError, match=message):
+        Derived(**options)
+
+
+def test_values_inside_the_range_pass_on_both_paths() -> None:
+    assert validate_options(Derived, {"width": 1, "share": 1, "mode": "b"}) == {"width": 1, "share": 1.0, "mode": "b"}
+    Derived(width=None, share=1e-9)
+
+
+def test_range_descriptions() -> None:
+    assert Range(0).describe() == ">= 0"
+    assert Range(0, low_open=True).describe() == "> 0"
+    assert Range(1).describe(int) == "a positive integer"
+    assert Range(0, 1, high_open=True).describe() == "in [0, 1)"
+    assert Range(0, 1, high_open=True).contains(0.0) and not Range(0, 1, high_open=True).contains(1.0)

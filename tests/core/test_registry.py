@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
+from typing import ClassVar
 
 import pytest
 from conftest import GaussianScore, ZeroMI, make_plugin, score_plugin
 
 import mireg
 from mireg.errors import AmbiguousEstimatorError, OptionError, PluginError, UnknownEstimatorError
-from mireg.registry import MiregPluginWarning, Registry
+from mireg.mige import MIGE
+from mireg.registry import DEFAULT_PLUGINS, MiregPluginWarning, Registry
 
 
 def mi_plugin(*classes: type) -> object:
@@ -151,3 +155,49 @@ def test_default_registry_has_the_builtin_mige() -> None:
     assert ("mige", "mireg") in names
     with pytest.raises(ValueError, match="kind must be"):
         mireg.list_estimators("scores")
+
+
+def test_default_plugins_are_module_names_loaded_like_any_plugin(registry: Registry) -> None:
+    info = registry.load_modules(DEFAULT_PLUGINS, distribution="mireg", version="0")
+    assert info.status == "ok" and set(info.estimators) == {"mige", "ib", "dim"}
+
+
+def test_nested_score_names_are_resolved_by_the_registry_that_builds(registry: Registry) -> None:
+    class Whitened(GaussianScore):
+        """A score estimator with its own settings for whitened batches."""
+
+        name = "whitened"
+        whitened_options: ClassVar[dict[str, float]] = {"ridge": 0.5}
+
+    registry.load_modules(("mireg.mige",), distribution="mireg", version="0")
+    registry.register_plugin(score_plugin(GaussianScore, Whitened), distribution="mireg-local")
+    mige = registry.create("mi_gradient", "mige", {"score": "gauss"})  # not in the default registry
+    assert type(mige.estimators["z"]) is GaussianScore and mige.score == "gauss"
+    assert mige.estimators["z"].ridge == GaussianScore().ridge  # no whitened_options: its own default
+    assert registry.create("mi_gradient", "mige", {"score": "whitened"}).estimators["z"].ridge == 0.5
+    given = registry.create("mi_gradient", "mige", {"score": "whitened", "score_options": {"ridge": 0.1}})
+    assert given.estimators["z"].ridge == 0.1  # given options override the plugin's
+    with pytest.raises(UnknownEstimatorError, match="Did you mean 'gauss'"):
+        registry.create("mi_gradient", "mige", {"score": "gaus"})
+    with pytest.raises(UnknownEstimatorError, match="unknown score estimator 'ssge'"):
+        registry.create("mi_gradient", "mige")  # the default name, resolved here too
+    message = "invalid estimator.options for the MI-gradient estimator 'mige': unknown option score_options.rdge"
+    with pytest.raises(OptionError, match=message + " for 'gauss'. Did you mean 'ridge'"):
+        registry.create(
+            "mi_gradient", "mige", {"score": "gauss", "score_options": {"rdge": 1.0}}, where="estimator.options."
+        )
+
+
+def test_mige_built_directly_takes_a_class_or_instance_and_no_name() -> None:
+    assert MIGE(score=GaussianScore, score_options={"ridge": 0.25}).estimators["x"].ridge == 0.25
+    with pytest.raises(ValueError, match="names are resolved by a registry"):
+        MIGE(score="ssge")
+
+
+def test_import_mireg_loads_no_training_dependency() -> None:
+    code = (
+        "import sys, mireg; print(sorted(m for m in ('torchvision', 'sklearn', 'matplotlib', 'mireg.tasks', "
+        "'mireg.data', 'mireg.training', 'mireg.registry') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['mireg.registry']"
