@@ -1,6 +1,7 @@
 """mireg: mutual-information gradients for PyTorch, from pluggable score and bound estimators.
 
-Public names (see the README)::
+Public names (see the README; they are defined in :mod:`mireg.api`, the one layer that resolves
+names with the process-wide registry)::
 
     mireg.score_estimator(name, **options)         -> ScoreEstimator
     mireg.mi_gradient_estimator(name, **options)   -> MIGradientEstimator (an nn.Module)

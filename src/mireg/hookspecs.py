@@ -5,7 +5,9 @@ A plugin is a module named by an entry point in the group ``mireg.plugins``::
     [project.entry-points."mireg.plugins"]
     ssge = "mireg_ssge"
 
-and implements any of the hooks below with the :data:`hookimpl` marker. Each hook receives a
+and implements any of the hooks below with the :data:`hookimpl` marker. mireg's own estimators and
+tasks are registered the same way, by the modules named in :data:`mireg.registry.DEFAULT_PLUGINS`.
+The registry dispatches each hook through pluggy, one plugin at a time (see docs/architecture.md). Each hook receives a
 ``register`` callable; call it once per class, with optional aliases::
 
     @mireg.hookimpl

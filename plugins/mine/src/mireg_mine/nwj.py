@@ -22,7 +22,7 @@ class MINEf(ConcatCriticEstimator):
     gradient needs no correction. ``estimate`` returns the same value in nats (0-dim tensor).
     Lower variance of the gradient than MINE is not to be expected: exp(T) is not normalised, and
     at large MI a too large learning rate overflows exp(T) (NaN). Critic defaults as for ``mine``
-    (measured in ``benchmarks/mi_bounds.py``); Adam lr 1e-3 or lower.
+    (measured: ``benchmarks/results/mi_bounds.md``); Adam lr 1e-3 or lower.
     """
 
     name = "mine-f"
