@@ -214,3 +214,12 @@ class MIGradientEstimator(_Described, nn.Module):
     def estimate(self, x: Tensor, z: Tensor) -> Tensor | None:
         """The MI estimate in nats as a 0-dim tensor, or ``None`` for gradient-only estimators."""
         raise NotImplementedError(f"{type(self).__name__} must implement estimate(x, z)")
+
+    def training_loss(self, x: Tensor, z: Tensor, value: Tensor | None = None) -> Tensor:
+        """The 0-dim loss this estimator's own parameters (a critic, a variational q) descend on a batch.
+
+        Bound estimators ascend their bound, so the default is ``−forward(x, z)``; ``value`` is that
+        forward value when the caller already has it (one pass serves the encoder and the critic).
+        Estimators fitted by another objective (CLUB's q by likelihood) override this.
+        """
+        return -(self(x, z) if value is None else value)

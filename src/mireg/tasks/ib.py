@@ -171,7 +171,7 @@ class IB(Task):
             assert estimator is not None, "method 'mi' needs an estimator"
             info = estimator(x, z, log_var=log_var) if _takes_log_var(estimator) else estimator(x, z)
             loss = ce + self.beta * info
-            losses["critic"] = -info
+            losses["critic"] = estimator.training_loss(x, z, value=info)
             metrics["mi_term"] = info.detach()
         losses["model"] = loss
         metrics["loss"] = loss.detach()
