@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from mireg.estimators import ScoreEstimator
-from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth
+from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth, unit_spread
 
 Eigensolver = Literal["eigh", "subspace"]
 
@@ -205,8 +205,10 @@ class SSGE(ScoreEstimator):
     def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
         """Fit on ``samples`` ``[..., M, d]``; return the score at ``at`` ``[..., N, d]`` (default:
         at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
+        samples, at, unit = unit_spread(samples, at)  # exact rescaling: squares stay in the float range
         sq = pairwise_sq_dists(samples, samples)
-        h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
+        fixed = None if self.bandwidth is None else unit.new_tensor(self.bandwidth) / unit[..., 0, 0]
+        h = resolve_bandwidth(sq, None, self.bandwidth_multiplier) if fixed is None else fixed
         kernel = rbf_kernel(sq, h)
         grad = rbf_grad_sum(kernel, samples, h)
         evals, evecs, keep = self._eigenpairs(kernel)
@@ -214,7 +216,7 @@ class SSGE(ScoreEstimator):
         coefficients = evecs.mT @ grad  # [..., k, d]
         if at is None:
             weights = torch.where(keep, evals / shifted.pow(2), 0.0)
-            return -(evecs * weights.unsqueeze(-2)) @ coefficients
+            return -((evecs * weights.unsqueeze(-2)) @ coefficients) / unit
         weights = torch.where(keep, shifted.pow(-2), 0.0)
         cross = rbf_kernel(pairwise_sq_dists(at, samples), h)
-        return -(cross @ (evecs * weights.unsqueeze(-2))) @ coefficients
+        return -((cross @ (evecs * weights.unsqueeze(-2))) @ coefficients) / unit

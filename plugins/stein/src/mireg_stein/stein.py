@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from mireg.estimators import ScoreEstimator
-from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth
+from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth, unit_spread
 
 #: Smallest ridge that keeps the float32 Cholesky factorisation reliable (measured up to M = 2048).
 FLOAT32_MIN_ETA = 1e-3
@@ -65,8 +65,10 @@ class Stein(ScoreEstimator):
                 RuntimeWarning,
                 stacklevel=3,
             )
+        samples, at, unit = unit_spread(samples, at)  # exact rescaling: squares stay in the float range
         sq = pairwise_sq_dists(samples, samples)
-        h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
+        fixed = None if self.bandwidth is None else unit.new_tensor(self.bandwidth) / unit[..., 0, 0]
+        h = resolve_bandwidth(sq, None, self.bandwidth_multiplier) if fixed is None else fixed
         kernel = rbf_kernel(sq, h)
         grad = rbf_grad_sum(kernel, samples, h)
         kernel.diagonal(dim1=-2, dim2=-1).add_(self.eta)
@@ -78,6 +80,6 @@ class Stein(ScoreEstimator):
             )
         estimate = -torch.cholesky_solve(grad, factor)
         if at is None:
-            return estimate
+            return estimate / unit
         cross = rbf_kernel(pairwise_sq_dists(at, samples), h)
-        return cross @ torch.cholesky_solve(estimate, factor)
+        return cross @ torch.cholesky_solve(estimate, factor) / unit
