@@ -264,6 +264,16 @@ def _surrogate(score: Tensor, samples: Tensor) -> Tensor:
     return value
 
 
+def _require_gradient(*inputs: Tensor) -> None:
+    """With gradients enabled, refuse inputs none of which requires a gradient: the surrogate would be a constant."""
+    if torch.is_grad_enabled() and not any(t.requires_grad for t in inputs):
+        raise ValueError(
+            "neither x nor z (nor log_var) requires a gradient, so MIGE's surrogate is a constant that adds nothing "
+            "to a loss: pass the z that carries the encoder's graph (not z.detach()); MIGE estimates gradients only, "
+            "it has no MI value to return"
+        )
+
+
 def _warn(error: CalibrationError, stacklevel: int = 5) -> None:
     warnings.warn(
         f"{error}. The estimate is used uncalibrated for this batch: this happens while a parametric score "
@@ -429,16 +439,9 @@ class MIGE(MIGradientEstimator):
             ValueError: with gradients enabled, when no input requires a gradient (the surrogate
                 would be a constant; ``estimate`` is the way to ask for values).
         """
-        if torch.is_grad_enabled() and not any(
-            t is not None and t.requires_grad for t in (x, z, log_var, conditional_score)
-        ):
-            raise ValueError(
-                "neither x nor z (nor log_var) requires a gradient, so MIGE's surrogate is a constant that adds "
-                "nothing to a loss: pass the z that carries the encoder's graph (not z.detach()); MIGE estimates "
-                "gradients only, it has no MI value to return"
-            )
         if log_var is not None or conditional_score is not None:
             return self._stochastic(z, log_var, conditional_score)
+        _require_gradient(x, z)
         a, z = gather_rows(self._project(x)), gather_rows(z)  # the data side travels projected
         total = z.new_zeros(())
         if a.requires_grad:
@@ -464,6 +467,7 @@ class MIGE(MIGradientEstimator):
             )
         given = given.reshape(z.shape)
         check_finite(given, name)
+        _require_gradient(z, given)
         z, given = gather_rows(z), gather_rows(given)  # x is not needed
         log_var, conditional_score = (given, None) if log_var is not None else (None, given)
         marginal = self._entropy("z", z)
