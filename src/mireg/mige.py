@@ -53,6 +53,8 @@ from mireg.projection import random_projection
 Precondition = Literal["auto", "full", "diag", "none"]
 PRECONDITIONS = ("auto", "full", "diag", "none")
 Calibrate = Literal["affine", "scale", "none"]
+#: Smallest batch :func:`preconditioned_score` standardises (two samples standardise to ±1 everywhere).
+MIN_PRECONDITIONED_BATCH = 3
 
 #: Score options MIGE uses when ``score_options`` is not given, per score estimator. Measured on the
 #: correlated-Gaussian toy (benchmarks/toy_gradient.py, whitened batches, no calibration, 10 seeds):
@@ -226,10 +228,18 @@ def preconditioned_score(
         precondition = "full" if 2 * d <= m else "diag"
     if precondition not in PRECONDITIONS:
         raise ValueError(f"precondition must be one of {PRECONDITIONS}, got {precondition!r}")
+    if precondition != "none" and m < MIN_PRECONDITIONED_BATCH:
+        raise ValueError(
+            f"a preconditioned score needs a batch of at least {MIN_PRECONDITIONED_BATCH} samples, got {m}: two "
+            "standardised samples are mirror images in every coordinate and every entropy gradient cancels"
+        )
 
     def calibrated(score: Tensor, rows: Tensor) -> Tensor:
+        live = ~constant  # constant coordinates (all 0 in ``rows``) have no moment to calibrate
         try:
-            return stein_calibrate(score, rows, calibrate)
+            if bool(live.all()):
+                return stein_calibrate(score, rows, calibrate)
+            return score.masked_scatter(live, stein_calibrate(score[:, live], rows[:, live], calibrate))
         except CalibrationError as error:
             if on_uncalibrated is None:
                 raise
