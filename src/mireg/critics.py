@@ -271,6 +271,37 @@ def pair_scores(
     return joint, negative
 
 
+def _input_layers(critic: SeparableCritic | ConcatCritic) -> tuple[nn.Module, nn.Module]:
+    """The first layers of the x and z sides of ``critic``."""
+    if isinstance(critic, SeparableCritic):
+        return critic.f[0], critic.g[0]
+    return critic.first_x, critic.first_z
+
+
+def check_critic_inputs(critic: SeparableCritic | ConcatCritic, x: Tensor, z: Tensor, name: str) -> None:
+    """Refuse ``x`` ``[B, dx]`` and ``z`` ``[B, dz]`` whose widths, dtype or device differ from those the
+    critic was built for (on its first call when lazy), instead of failing inside a matmul."""
+    layer_x, layer_z = _input_layers(critic)
+    weight: Tensor = layer_x.weight  # type: ignore[assignment]
+    if isinstance(weight, nn.parameter.UninitializedParameter):
+        return  # the first call sizes it
+    built = (layer_x.in_features, layer_z.in_features)
+    if (x.shape[1], z.shape[1]) != built:
+        raise ValueError(
+            f"this {name} critic was built for x of width {built[0]} and z of width {built[1]} (flattened; from x_dim/"
+            f"z_dim or its first call), got x of width {x.shape[1]} and z of width {z.shape[1]}; use one estimator "
+            "per pair of variables (a fresh one for other widths)"
+        )
+    autocast = torch.is_autocast_enabled(weight.device.type)  # autocast casts inside the layers itself
+    for label, value in (("x", x), ("z", z)):
+        if (value.dtype != weight.dtype and not autocast) or value.device != weight.device:
+            raise ValueError(
+                f"{label} is {value.dtype} on {value.device} but this {name} critic's parameters are {weight.dtype} on "
+                f"{weight.device}; convert the inputs (x.to({weight.dtype})) or move the estimator before its first "
+                f"step (mi.to({value.dtype}) / mi.to({str(value.device)!r}))"
+            )
+
+
 def check_negatives(negatives: int | None) -> None:
     """``negatives`` must be ``None`` (all pairs) or a positive integer."""
     if negatives is not None and negatives < 1:
@@ -322,6 +353,7 @@ class CriticEstimator(MIGradientEstimator):
 
     def scores(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """``joint`` ``[B]`` and ``negative`` ``[B, K]`` critic scores of the batch (:func:`pair_scores`)."""
+        check_critic_inputs(self.critic_net, x, z, type(self).name)
         return pair_scores(self.critic_net, x, z, self.negatives)
 
     def bound(self, joint: Tensor, negative: Tensor) -> Tensor:

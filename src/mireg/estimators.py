@@ -137,7 +137,8 @@ def check_score_output(estimator: ScoreEstimator, out: object, samples: Tensor, 
     expected = (*points.shape[:-1], samples.shape[-1])
     if not isinstance(out, Tensor):
         raise ScoreOutputError(
-            f"score estimator {describe(estimator)} returned {type(out).__name__}, expected a tensor of shape {expected}"
+            f"score estimator {describe(estimator)} returned {type(out).__name__}, "
+            f"expected a tensor of shape {expected}"
         )
     if tuple(out.shape) != expected:
         raise ScoreOutputError(
