@@ -283,10 +283,9 @@ def check_critic_inputs(critic: SeparableCritic | ConcatCritic, x: Tensor, z: Te
     critic was built for (on its first call when lazy), instead of failing inside a matmul."""
     layer_x, layer_z = _input_layers(critic)
     weight: Tensor = layer_x.weight  # type: ignore[assignment]
-    if isinstance(weight, nn.parameter.UninitializedParameter):
-        return  # the first call sizes it
     built = (layer_x.in_features, layer_z.in_features)
-    if (x.shape[1], z.shape[1]) != built:
+    lazy = isinstance(weight, nn.parameter.UninitializedParameter)  # the first call sizes it
+    if not lazy and (x.shape[1], z.shape[1]) != built:
         raise ValueError(
             f"this {name} critic was built for x of width {built[0]} and z of width {built[1]} (flattened; from x_dim/"
             f"z_dim or its first call), got x of width {x.shape[1]} and z of width {z.shape[1]}; use one estimator "

@@ -190,7 +190,15 @@ def _validated_pair(method: F) -> F:
         if self.gather_across_ranks:
             x, z = gather_rows(x), gather_rows(z)
             kwargs = {k: gather_rows(v) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
-        return method(self, x, z, *args, **kwargs)
+        out = method(self, x, z, *args, **kwargs)
+        if isinstance(out, Tensor) and not bool(torch.isfinite(out.detach()).all()):
+            peak = max(float(x.detach().abs().amax()), float(z.detach().abs().amax()))
+            raise NonFiniteError(
+                f"MI estimator {describe(self)} returned a non-finite value for finite inputs (largest |value| "
+                f"{peak:.3g}, {x.dtype}): the computation left the range of the dtype; standardise x and z, use "
+                "float64, or lower the learning rate if this happens during training"
+            )
+        return out
 
     wrapper.__mireg_validated__ = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
