@@ -280,24 +280,22 @@ def _input_layers(critic: SeparableCritic | ConcatCritic) -> tuple[nn.Module, nn
 
 def check_critic_inputs(critic: SeparableCritic | ConcatCritic, x: Tensor, z: Tensor, name: str) -> None:
     """Refuse ``x`` ``[B, dx]`` and ``z`` ``[B, dz]`` whose widths, dtype or device differ from those the
-    critic was built for (on its first call when lazy), instead of failing inside a matmul."""
-    layer_x, layer_z = _input_layers(critic)
-    weight: Tensor = layer_x.weight  # type: ignore[assignment]
-    built = (layer_x.in_features, layer_z.in_features)
-    lazy = isinstance(weight, nn.parameter.UninitializedParameter)  # the first call sizes it
-    if not lazy and (x.shape[1], z.shape[1]) != built:
-        raise ValueError(
-            f"this {name} critic was built for x of width {built[0]} and z of width {built[1]} (flattened; from x_dim/"
-            f"z_dim or its first call), got x of width {x.shape[1]} and z of width {z.shape[1]}; use one estimator "
-            "per pair of variables (a fresh one for other widths)"
-        )
-    autocast = torch.is_autocast_enabled(weight.device.type)  # autocast casts inside the layers itself
-    for label, value in (("x", x), ("z", z)):
+    critic was built for (from ``x_dim``/``z_dim`` or its first call), instead of failing inside a matmul."""
+    autocast = torch.is_autocast_enabled(x.device.type)  # autocast casts inside the layers itself
+    for label, layer, value in zip(("x", "z"), _input_layers(critic), (x, z), strict=True):
+        weight: Tensor = layer.weight  # type: ignore[assignment]
+        # A lazy layer is sized by the first call (its in_features stays 0 even after loading a state).
+        if not isinstance(weight, nn.parameter.UninitializedParameter) and weight.shape[-1] != value.shape[1]:
+            raise ValueError(
+                f"this {name} critic was built for {label} of width {weight.shape[-1]} (flattened; from {label}_dim or "
+                f"its first call), got {label} of width {value.shape[1]}; use one estimator per pair of variables "
+                "(a fresh one for other widths)"
+            )
         if (value.dtype != weight.dtype and not autocast) or value.device != weight.device:
             raise ValueError(
-                f"{label} is {value.dtype} on {value.device} but this {name} critic's parameters are {weight.dtype} on "
-                f"{weight.device}; convert the inputs (x.to({weight.dtype})) or move the estimator before its first "
-                f"step (mi.to({value.dtype}) / mi.to({str(value.device)!r}))"
+                f"{label} is {value.dtype} on {value.device} but this {name} critic's parameters are {weight.dtype} "
+                f"on {weight.device}; convert the inputs ({label}.to({weight.dtype})) or move the estimator before its "
+                f"first step (mi.to({value.dtype}) / mi.to({str(value.device)!r}))"
             )
 
 
