@@ -1,6 +1,6 @@
 """MIGE: the mutual-information gradient from score estimates (paper §3).
 
-Entropy gradient (DESIGN.md §2): for reparameterised samples z = g_ψ(ε),
+Entropy gradient: for reparameterised samples z = g_ψ(ε),
 ∇_ψ H(z) = −E[s(z)ᵀ ∂z/∂ψ] with s = ∇_z log q(z). The scalar
 
     entropy_surrogate(z) = −mean_i ⟨sg(ŝ(z_i)), z_i⟩
@@ -20,12 +20,14 @@ entropy gradient exact along every affine direction (see :func:`stein_calibrate`
 
 Preconditioning (the default, ``precondition="auto"``: full whitening while d ≤ M/2, per-coordinate
 standardisation beyond, where a covariance estimated from M ≈ d samples would whiten the batch
-into nearly equidistant points): scores are estimated on the batch
-whitened by its own covariance, u = W(z − μ), and mapped back, s_z = Wᵀ s_u. Kernel score
-estimators with one isotropic bandwidth fail on strongly correlated batches (the joint of
-(x, y) at |ρ| → 1 has covariance eigenvalues 1 ± ρ): the median bandwidth follows the wide
-directions and the score along the narrow one, which dominates ∇I, is underestimated. Whitening
-makes every direction unit scale; the paper's raw-coordinate setting is ``precondition="none"``.
+into nearly equidistant points): each coordinate is standardised, the batch is whitened by its
+correlation matrix (shrunk towards the identity), u = W D⁻¹(z − μ), and the score is mapped
+back, s_z = D⁻¹ Wᵀ s_u. Standardising first makes the gradient independent of the scale of
+each coordinate (pixels next to a small representation). Kernel score estimators with one
+isotropic bandwidth fail on strongly correlated batches (the joint of (x, y) at |ρ| → 1 has
+covariance eigenvalues 1 ± ρ): the median bandwidth follows the wide directions and the score
+along the narrow one, which dominates ∇I, is underestimated. Whitening makes every direction
+unit scale; the paper's raw-coordinate setting is ``precondition="none"``.
 """
 
 from __future__ import annotations
@@ -332,17 +334,23 @@ class MIGE(MIGradientEstimator):
     (its value is not an MI estimate; ``estimate`` returns ``None``). With ``log_var`` or
     ``conditional_score`` it uses Circumstance III, ∇H(z) − ∇H(z|x), for stochastic encoders.
 
-    Defaults were chosen on the correlated-Gaussian toy (``benchmarks/toy_gradient.py``, d ≤ 32,
-    0.5 ≤ |ρ| ≤ 0.99, 10 seeds): SSGE on whitened, calibrated batches returns 0.99-1.02 of dI/dρ
-    at batch 512 and 0.99-1.05 at batch 128 (0.96-1.04 uncalibrated), and 0.82-1.01 on the
-    warped, non-Gaussian toy; the raw-coordinate setting of the paper (``precondition="none",
-    calibrate="none"``) returns 0.03-0.6 of it at |ρ| = 0.99.
+    Defaults were chosen on the correlated-Gaussian toy (``benchmarks/toy_gradient.py``; numbers in
+    ``benchmarks/results/toy_gradient.md``): SSGE on whitened, calibrated batches is the most
+    accurate setting there; the raw-coordinate setting of the paper (``precondition="none",
+    calibrate="none"``) underestimates ∇I at high correlation.
+
+    Calibration that cannot apply (an untrained score network, whose estimate is not yet
+    positively correlated with the samples, or a singular moment matrix) is skipped for that
+    call: the estimate is used uncalibrated and a :class:`~mireg.errors.CalibrationWarning` is
+    issued once per instance. Preconditioned batches need at least 3 samples. Half precision is
+    computed in float32; samples or scores that leave their dtype's range raise
+    :class:`~mireg.errors.NonFiniteError`.
 
     Options:
       score: name of a registered score estimator, or a built ScoreEstimator
       score_options: options of the score estimator when `score` is a name, on top of TUNED_SCORE_OPTIONS
       precondition: "auto" (full up to d = M/2, else diag), "full" (whiten), "diag" (standardise), "none" (paper)
-      shrinkage: covariance shrinkage towards the mean variance used by "full" whitening
+      shrinkage: shrinkage of the correlation matrix towards the identity used by "full" whitening
       calibrate: "affine" (Stein's identity for affine test functions, see stein_calibrate), "scale" or "none"
       projection_dim: project the x side to this many dimensions when it is wider (scalable SSGE)
       fixed_projection: draw the projection once (from `seed`) instead of at every call

@@ -24,15 +24,14 @@ class Stein(ScoreEstimator):
     untruncated spectral estimator, i.e. SSGE with ``n_eigen = M`` and the same ``eta``. (With
     η > 0 it does not reproduce ĝ exactly at the samples themselves.)
 
-    In float32, η < 1e-3 makes the factorisation unreliable (the RBF Gram matrix has
-    eigenvalues down to ~1e-7 at d = 10, M = 2048) and warns; a factorisation that fails raises
+    In float32, η < 1e-3 makes the factorisation unreliable (the smallest eigenvalues of the RBF
+    Gram matrix fall below float32 resolution) and warns; a factorisation that fails raises
     a ``ValueError`` asking for a larger ``eta`` or float64.
 
-    Defaults, measured on N(0, I), an anisotropic N(μ, Σ) and a two-Gaussian mixture with d in
-    {2, 10, 40} and M in {128, 512} (``benchmarks/score_accuracy.py``): ``eta = 0.1`` with
-    ``bandwidth_multiplier = 2`` has mean relative RMSE 0.31 against 0.38 with multiplier 1, and
-    is better on N(0, I) (the whitened MIGE case) in every setting; ``eta = 0.01`` overfits
-    (0.5-0.9 at d >= 10), ``eta = 1`` oversmooths (0.5-0.9 at d = 40).
+    Defaults (``benchmarks/score_accuracy.py``; numbers in ``benchmarks/results/score_accuracy.md``):
+    ``eta = 0.1`` with ``bandwidth_multiplier = 2`` has the lowest mean error of the grid and is
+    best on N(0, I), the whitened MIGE case; smaller ridges overfit, larger ones oversmooth.
+    Inputs are rescaled by an exact power of two (:func:`mireg.kernels.unit_spread`).
 
     Options:
       eta: ridge η > 0 added to the diagonal of K (>= 1e-3 in float32)
