@@ -186,3 +186,13 @@ def test_log_var_of_the_unflattened_shape_is_accepted() -> None:
     assert log_var.grad is not None and log_var.grad.shape == (8, 3, 1)
     with pytest.raises(ValueError, match=r"8 rows of 3 values once flattened, .* got shape \(8, 2\)"):
         MIGE(score=FittedGaussianScore())(torch.randn(8, 2), z, log_var=torch.zeros(8, 2))
+
+
+def test_a_singular_correlation_matrix_names_collinear_coordinates() -> None:
+    # Only without shrinkage: a duplicated coordinate makes the correlation matrix singular.
+    z = torch.randn(64, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    duplicated = torch.cat([z, z[:, :1]], 1)
+    with pytest.raises(ValueError, match="linear combinations of others .* use shrinkage > 0"):
+        preconditioned_score(FittedGaussianScore(), duplicated, precondition="full", shrinkage=0.0)
+    # With the default shrinkage the same batch is whitened without complaint.
+    assert bool(torch.isfinite(preconditioned_score(FittedGaussianScore(ridge=1e-6), duplicated)).all())
