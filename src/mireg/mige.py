@@ -245,7 +245,7 @@ def preconditioned_score(
         except CalibrationError as error:
             if on_uncalibrated is None:
                 raise
-            on_uncalibrated(error)
+            on_uncalibrated(CalibrationError(f"score estimator {describe(estimator)}: {error}"))
             return score
 
     if precondition == "none":
