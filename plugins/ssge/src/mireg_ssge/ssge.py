@@ -207,8 +207,9 @@ class SSGE(ScoreEstimator):
         at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
         samples, at, unit = unit_spread(samples, at)  # exact rescaling: squares stay in the float range
         sq = pairwise_sq_dists(samples, samples)
-        fixed = None if self.bandwidth is None else unit.new_tensor(self.bandwidth) / unit[..., 0, 0]
-        h = resolve_bandwidth(sq, None, self.bandwidth_multiplier) if fixed is None else fixed
+        h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
+        if self.bandwidth is not None:
+            h = h / unit[..., 0, 0]  # a fixed bandwidth is in the units of the data
         kernel = rbf_kernel(sq, h)
         grad = rbf_grad_sum(kernel, samples, h)
         evals, evecs, keep = self._eigenpairs(kernel)
