@@ -271,6 +271,34 @@ def pair_scores(
     return joint, negative
 
 
+def _input_layers(critic: SeparableCritic | ConcatCritic) -> tuple[nn.Module, nn.Module]:
+    """The first layers of the x and z sides of ``critic``."""
+    if isinstance(critic, SeparableCritic):
+        return critic.f[0], critic.g[0]
+    return critic.first_x, critic.first_z
+
+
+def check_critic_inputs(critic: SeparableCritic | ConcatCritic, x: Tensor, z: Tensor, name: str) -> None:
+    """Refuse ``x`` ``[B, dx]`` and ``z`` ``[B, dz]`` whose widths, dtype or device differ from those the
+    critic was built for (from ``x_dim``/``z_dim`` or its first call), instead of failing inside a matmul."""
+    autocast = torch.is_autocast_enabled(x.device.type)  # autocast casts inside the layers itself
+    for label, layer, value in zip(("x", "z"), _input_layers(critic), (x, z), strict=True):
+        weight: Tensor = layer.weight  # type: ignore[assignment]
+        # A lazy layer is sized by the first call (its in_features stays 0 even after loading a state).
+        if not isinstance(weight, nn.parameter.UninitializedParameter) and weight.shape[-1] != value.shape[1]:
+            raise ValueError(
+                f"this {name} critic was built for {label} of width {weight.shape[-1]} (flattened; from {label}_dim or "
+                f"its first call), got {label} of width {value.shape[1]}; use one estimator per pair of variables "
+                "(a fresh one for other widths)"
+            )
+        if (value.dtype != weight.dtype and not autocast) or value.device != weight.device:
+            raise ValueError(
+                f"{label} is {value.dtype} on {value.device} but this {name} critic's parameters are {weight.dtype} "
+                f"on {weight.device}; convert the inputs ({label}.to({weight.dtype})) or move the estimator before its "
+                f"first step (mi.to({value.dtype}) / mi.to({str(value.device)!r}))"
+            )
+
+
 def check_negatives(negatives: int | None) -> None:
     """``negatives`` must be ``None`` (all pairs) or a positive integer."""
     if negatives is not None and negatives < 1:
@@ -322,6 +350,7 @@ class CriticEstimator(MIGradientEstimator):
 
     def scores(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """``joint`` ``[B]`` and ``negative`` ``[B, K]`` critic scores of the batch (:func:`pair_scores`)."""
+        check_critic_inputs(self.critic_net, x, z, type(self).name)
         return pair_scores(self.critic_net, x, z, self.negatives)
 
     def bound(self, joint: Tensor, negative: Tensor) -> Tensor:

@@ -36,3 +36,15 @@ class ConfigError(MiregError, ValueError):
 
 class NonFiniteError(MiregError, ValueError):
     """A tensor holds NaN or Inf values; the message names the tensor and counts them."""
+
+
+class ScoreOutputError(MiregError, ValueError):
+    """A score estimator returned a tensor of the wrong shape, dtype or device; the message names the estimator."""
+
+
+class CalibrationError(MiregError, ValueError):
+    """A score estimate cannot be calibrated (it is not positively correlated with the samples)."""
+
+
+class CalibrationWarning(UserWarning):
+    """MIGE skipped the calibration of a score estimate that could not be calibrated (warned once per estimator)."""

@@ -4,7 +4,12 @@
 Both validate their inputs before the subclass sees them: a subclass writes ``score`` (or
 ``forward``/``estimate``) for well-formed tensors, and the base class wraps those methods so
 that NaN/Inf, wrong ranks, too few samples or mismatched widths raise a :class:`ValueError`
-that says what was wrong and what was expected.
+that says what was wrong and what was expected, and checks what ``score`` returns.
+
+Supported dtypes: float32 and float64 are computed as given. Half precision (float16, bfloat16)
+is computed in float32 and the result cast back (eigensolvers, Cholesky factors and score
+networks are unreliable or unavailable in half precision); a result outside the half range
+raises :class:`~mireg.errors.NonFiniteError`. Integer tensors are rejected.
 """
 
 from __future__ import annotations
@@ -18,11 +23,19 @@ import torch
 from torch import Tensor, nn
 
 from mireg.distributed import gather_rows
-from mireg.errors import NonFiniteError
+from mireg.errors import NonFiniteError, ScoreOutputError
 from mireg.options import option_specs
 from mireg.text import summary_line
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Dtypes computed in float32 and cast back: too coarse for the linear algebra of the estimators.
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype estimators compute in for inputs of ``dtype``: float32 for half precision, else ``dtype``."""
+    return torch.float32 if dtype in HALF_DTYPES else dtype
 
 
 def _check_tensor(value: object, what: str, expected: str) -> Tensor:
@@ -107,11 +120,64 @@ def check_pair(x: object, z: object) -> tuple[Tensor, Tensor]:
     return a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
 
 
+def describe(estimator: object) -> str:
+    """``'name' (module.Class)`` of an estimator, for error messages."""
+    cls = type(estimator)
+    return f"{getattr(cls, 'name', '?')!r} ({cls.__module__}.{cls.__qualname__})"
+
+
+def check_score_output(estimator: ScoreEstimator, out: object, samples: Tensor, at: Tensor | None) -> Tensor:
+    """Check what ``estimator.score(samples, at)`` returned: a finite tensor of shape ``[..., N, d]``
+    (``N`` rows of ``at``, or ``M`` of ``samples``) in the dtype and on the device of ``samples``.
+
+    Raises :class:`~mireg.errors.ScoreOutputError` for a wrong type, shape, dtype or device and
+    :class:`~mireg.errors.NonFiniteError` for NaN/Inf values, both naming the estimator.
+    """
+    points = samples if at is None else at
+    expected = (*points.shape[:-1], samples.shape[-1])
+    if not isinstance(out, Tensor):
+        raise ScoreOutputError(
+            f"score estimator {describe(estimator)} returned {type(out).__name__}, "
+            f"expected a tensor of shape {expected}"
+        )
+    if tuple(out.shape) != expected:
+        raise ScoreOutputError(
+            f"score estimator {describe(estimator)} returned shape {tuple(out.shape)}, expected {expected} "
+            "(the d-dimensional score at each of the N points)"
+        )
+    if out.dtype != samples.dtype or out.device != samples.device:
+        raise ScoreOutputError(
+            f"score estimator {describe(estimator)} returned {out.dtype} on {out.device}, expected the dtype and "
+            f"device of its samples ({samples.dtype}, {samples.device})"
+        )
+    if not bool(torch.isfinite(out.detach().sum())):
+        bad = int((~torch.isfinite(out)).sum())
+        if bad:
+            peak = float(samples.detach().abs().amax())
+            raise NonFiniteError(
+                f"score estimator {describe(estimator)} returned {bad} NaN/Inf value(s) for finite {samples.dtype} "
+                f"samples (largest |value| {peak:.3g}): the computation left the range of {samples.dtype}; "
+                "rescale the samples, use float64, or check the estimator's options"
+            )
+    return out
+
+
 def _validated_score(method: F, batched: bool) -> F:
     @functools.wraps(method)
     def score(self: ScoreEstimator, samples: Tensor, at: Tensor | None = None) -> Tensor:
         samples, at = check_samples(samples, at, batched=batched)
-        return method(self, samples, at)
+        dtype = compute_dtype(samples.dtype)
+        if dtype == samples.dtype:
+            return check_score_output(self, method(self, samples, at), samples, at)
+        wide, wide_at = samples.to(dtype), None if at is None else at.to(dtype)
+        wide_out = check_score_output(self, method(self, wide, wide_at), wide, wide_at)
+        out = wide_out.to(samples.dtype)
+        if not bool(torch.isfinite(out).all()):
+            raise NonFiniteError(
+                f"score estimator {describe(self)} computed in float32 a score outside the range of "
+                f"{samples.dtype} (largest |value| {float(wide_out.abs().amax()):.3g}); pass float32 samples"
+            )
+        return out
 
     score.__mireg_validated__ = True  # type: ignore[attr-defined]
     return score  # type: ignore[return-value]
@@ -124,7 +190,15 @@ def _validated_pair(method: F) -> F:
         if self.gather_across_ranks:
             x, z = gather_rows(x), gather_rows(z)
             kwargs = {k: gather_rows(v) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
-        return method(self, x, z, *args, **kwargs)
+        out = method(self, x, z, *args, **kwargs)
+        if isinstance(out, Tensor) and not bool(torch.isfinite(out.detach()).all()):
+            peak = max(float(x.detach().abs().amax()), float(z.detach().abs().amax()))
+            raise NonFiniteError(
+                f"MI estimator {describe(self)} returned a non-finite value for finite inputs (largest |value| "
+                f"{peak:.3g}, {x.dtype}): the computation left the range of the dtype; standardise x and z, use "
+                "float64, or lower the learning rate if this happens during training"
+            )
+        return out
 
     wrapper.__mireg_validated__ = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
@@ -176,7 +250,10 @@ class ScoreEstimator(_Described, abc.ABC):
     @abc.abstractmethod
     def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
         """Fit on ``samples`` ``[M, d]`` and return the score at ``at`` ``[N, d]`` (default: at
-        the samples), shape ``[N, d]`` (``[M, d]``), in the dtype and device of the input."""
+        the samples), shape ``[N, d]`` (``[M, d]``), in the dtype and device of the input.
+
+        Subclasses receive float32 or float64 only (half precision arrives as float32 and the
+        result is cast back) and must return finite values: the base class checks both."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"

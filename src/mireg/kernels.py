@@ -14,6 +14,20 @@ import torch
 from torch import Tensor
 
 
+def unit_spread(samples: Tensor, at: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
+    """``samples`` ``[..., M, d]`` and ``at`` ``[..., N, d]`` divided by a power of two ``f`` near the spread
+    of ``samples`` (their largest deviation from the first sample), and ``f`` ``[..., 1, 1]``.
+
+    Dividing by a power of two is exact, so a scale-equivariant estimator (median-heuristic RBF
+    kernel) gives bit-identical results, while squared distances of samples at scale 1e±20 no
+    longer leave the float32 range. Scores of the originals are the scores of the rescaled
+    samples divided by ``f``; a fixed bandwidth in data units becomes ``h / f``.
+    """
+    spread = (samples - samples[..., :1, :]).abs().amax((-2, -1), keepdim=True)
+    factor = torch.where(spread > 0, torch.exp2(torch.floor(torch.log2(spread))), torch.ones_like(spread))
+    return samples / factor, None if at is None else at / factor, factor
+
+
 def pairwise_sq_dists(x: Tensor, y: Tensor) -> Tensor:
     """Squared Euclidean distances ``|x_i - y_j|²`` by matrix products.
 

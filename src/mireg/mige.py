@@ -1,6 +1,6 @@
 """MIGE: the mutual-information gradient from score estimates (paper §3).
 
-Entropy gradient (DESIGN.md §2): for reparameterised samples z = g_ψ(ε),
+Entropy gradient: for reparameterised samples z = g_ψ(ε),
 ∇_ψ H(z) = −E[s(z)ᵀ ∂z/∂ψ] with s = ∇_z log q(z). The scalar
 
     entropy_surrogate(z) = −mean_i ⟨sg(ŝ(z_i)), z_i⟩
@@ -20,17 +20,20 @@ entropy gradient exact along every affine direction (see :func:`stein_calibrate`
 
 Preconditioning (the default, ``precondition="auto"``: full whitening while d ≤ M/2, per-coordinate
 standardisation beyond, where a covariance estimated from M ≈ d samples would whiten the batch
-into nearly equidistant points): scores are estimated on the batch
-whitened by its own covariance, u = W(z − μ), and mapped back, s_z = Wᵀ s_u. Kernel score
-estimators with one isotropic bandwidth fail on strongly correlated batches (the joint of
-(x, y) at |ρ| → 1 has covariance eigenvalues 1 ± ρ): the median bandwidth follows the wide
-directions and the score along the narrow one, which dominates ∇I, is underestimated. Whitening
-makes every direction unit scale; the paper's raw-coordinate setting is ``precondition="none"``.
+into nearly equidistant points): each coordinate is standardised, the batch is whitened by its
+correlation matrix (shrunk towards the identity), u = W D⁻¹(z − μ), and the score is mapped
+back, s_z = D⁻¹ Wᵀ s_u. Standardising first makes the gradient independent of the scale of
+each coordinate (pixels next to a small representation). Kernel score estimators with one
+isotropic bandwidth fail on strongly correlated batches (the joint of (x, y) at |ρ| → 1 has
+covariance eigenvalues 1 ± ρ): the median bandwidth follows the wide directions and the score
+along the narrow one, which dominates ∇I, is underestimated. Whitening makes every direction
+unit scale; the paper's raw-coordinate setting is ``precondition="none"``.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -38,7 +41,15 @@ import torch
 from torch import Tensor, nn
 
 from mireg.distributed import gather_rows
-from mireg.estimators import MIGradientEstimator, ScoreEstimator, check_finite, check_samples
+from mireg.errors import CalibrationError, CalibrationWarning
+from mireg.estimators import (
+    MIGradientEstimator,
+    ScoreEstimator,
+    check_finite,
+    check_samples,
+    compute_dtype,
+    describe,
+)
 from mireg.hookspecs import Register, hookimpl
 from mireg.options import validate_options
 from mireg.projection import random_projection
@@ -46,6 +57,9 @@ from mireg.projection import random_projection
 Precondition = Literal["auto", "full", "diag", "none"]
 PRECONDITIONS = ("auto", "full", "diag", "none")
 Calibrate = Literal["affine", "scale", "none"]
+#: Smallest batch :func:`preconditioned_score` standardises (two samples standardise to ±1 everywhere).
+MIN_PRECONDITIONED_BATCH = 3
+
 
 def _build_score(
     score: str | type[ScoreEstimator] | ScoreEstimator, options: dict[str, Any] | None, *, where: str = "score_options."
@@ -65,21 +79,48 @@ def _build_score(
     return score(**validate_options(score, options, where=where))
 
 
-def _whiten(centred: Tensor, shrinkage: float) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    """Whitened rows ``u [M, d]`` of ``centred`` and the map of a score in u back to z."""
-    cov = centred.T @ centred * ((1 - shrinkage) / centred.shape[0])
-    scale = cov.diagonal().mean().clamp_min(torch.finfo(centred.dtype).tiny) / (1 - shrinkage)
-    cov.diagonal().add_(shrinkage * scale)  # shrink towards the mean variance: invertible for d >= M
-    # Whitener W = L⁻¹ with Σ = L Lᵀ: u = (z − μ) L⁻ᵀ row-wise and s_z = s_u L⁻¹. A Cholesky
-    # factor costs a fraction of an eigendecomposition; the rotation it leaves relative to the
-    # symmetric Σ^{-1/2} does not matter to estimators with rotation-invariant kernels.
-    factor, info = torch.linalg.cholesky_ex(cov)
+def _centre(samples: Tensor) -> tuple[Tensor, Tensor]:
+    """``samples`` ``[M, d]`` minus their mean, constant coordinates set exactly to 0, and the mask ``[d]``
+    of the constant coordinates. The mean is taken of the samples divided by their largest |value|
+    per coordinate, so it cannot overflow."""
+    peak = samples.abs().amax(0)
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    centred = samples - peak * (samples / peak).mean(0)
+    constant = samples.amax(0) == samples.amin(0)
+    centred = centred.masked_fill(constant, 0.0)
+    check_finite(centred, "the centred batch (the samples overflow their dtype when centred; the run may be diverging)")
+    return centred, constant
+
+
+def _spread(centred: Tensor) -> Tensor:
+    """Per-coordinate standard deviations ``[d]`` of ``centred`` ``[M, d]``, 1 for a constant (all-zero)
+    coordinate; squared after division by the largest |value|, so they neither overflow nor underflow."""
+    peak = centred.abs().amax(0)
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    std = peak * (centred / peak).pow(2).mean(0).sqrt()
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
+def _whiten(standardised: Tensor, shrinkage: float) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """Whitened rows ``u [M, d]`` of ``standardised`` (unit variance per coordinate, constant ones 0) and
+    the map of a score in u back to the standardised coordinates.
+
+    The correlation matrix R is shrunk towards the identity, (1 − shrinkage) R + shrinkage I, which
+    keeps it invertible for d ≥ M whatever the scales of the original coordinates.
+    """
+    corr = standardised.T @ standardised * ((1 - shrinkage) / standardised.shape[0])
+    corr.diagonal().fill_(1.0)  # a constant coordinate (all 0) is left alone
+    # Whitener W = L⁻¹ with R = L Lᵀ: u = v L⁻ᵀ row-wise and s_v = s_u L⁻¹. A Cholesky factor
+    # costs a fraction of an eigendecomposition; the rotation it leaves relative to the
+    # symmetric R^{-1/2} does not matter to estimators with rotation-invariant kernels.
+    factor, info = torch.linalg.cholesky_ex(corr)
     if bool(info.any()):
         raise ValueError(
-            "the batch covariance is singular even after shrinkage; increase `shrinkage` (now "
-            f"{shrinkage}) or use precondition='diag'"
+            f"the correlation matrix of the batch is singular (shrinkage = {shrinkage}): some coordinates are "
+            "linear combinations of others (duplicated or collinear features, or d >= M samples); use shrinkage > 0 "
+            "(the default is 1e-3) or precondition='diag'"
         )
-    whitened = torch.linalg.solve_triangular(factor.T, centred, upper=True, left=False)
+    whitened = torch.linalg.solve_triangular(factor.T, standardised, upper=True, left=False)
     return whitened, lambda score: torch.linalg.solve_triangular(factor, score, upper=False, left=False)
 
 
@@ -101,6 +142,9 @@ def stein_calibrate(score: Tensor, centred: Tensor, mode: Calibrate = "affine") 
         mode: ``"affine"``, ``"scale"`` or ``"none"``.
     Returns:
         ``[M, d]`` the calibrated score.
+    Raises:
+        CalibrationError: when the estimate is not positively correlated with the samples
+            (tr G ≤ 0, e.g. an untrained score network) or G cannot be inverted.
     """
     if mode == "none":
         return score
@@ -109,16 +153,38 @@ def stein_calibrate(score: Tensor, centred: Tensor, mode: Calibrate = "affine") 
     moment = -(centred.T @ score) / m  # G, [d, d]; the identity for the true score
     mean_diag = moment.diagonal().mean()
     if not bool(mean_diag > 0):
-        raise ValueError(
+        raise CalibrationError(
             "the score estimate is not positively correlated with the samples (−mean⟨z − μ, ŝ⟩ ≤ 0); "
-            "it cannot be calibrated: check the score estimator's options or use calibrate='none'"
+            "it cannot be calibrated: check the score estimator's options, train it longer, or use calibrate='none'"
         )
     if mode == "scale":
         return score / mean_diag
     weight = d / (d + m)
     moment = (1 - weight) * moment
     moment.diagonal().add_(weight * mean_diag)
-    return torch.linalg.solve(moment, score, left=False)
+    calibrated, info = torch.linalg.solve_ex(moment, score, left=False)
+    if bool(info.any()) or not bool(torch.isfinite(calibrated).all()):
+        raise CalibrationError(
+            "the moment matrix −mean (z − μ) ŝᵀ of the score estimate is singular, so it cannot be calibrated: "
+            "use calibrate='scale' or 'none'"
+        )
+    return calibrated
+
+
+def _check_raw_scales(centred: Tensor, constant: Tensor) -> None:
+    """In raw coordinates a kernel cannot see a coordinate whose squared spread is below the rounding
+    of the others': refuse such a batch ``[M, d]`` instead of returning a gradient of (close to) 0."""
+    std = _spread(centred)[~constant]
+    if std.numel() < 2:
+        return
+    ratio = float(std.amax() / std.amin())
+    limit = torch.finfo(centred.dtype).eps ** -0.5
+    if ratio > limit:
+        raise ValueError(
+            f"the coordinates of the batch differ in scale by a factor of {ratio:.3g} (> {limit:.3g} in "
+            f"{centred.dtype}): in raw coordinates (precondition='none') the kernel cannot resolve the small ones and "
+            "the gradient would be lost to rounding; use precondition='auto' or 'diag', or rescale the inputs"
+        )
 
 
 def preconditioned_score(
@@ -128,30 +194,102 @@ def preconditioned_score(
     precondition: Precondition = "auto",
     shrinkage: float = 1e-3,
     calibrate: Calibrate = "none",
+    on_uncalibrated: Callable[[CalibrationError], None] | None = None,
 ) -> Tensor:
     """The score of ``samples`` ``[M, d]`` at the samples, estimated in preconditioned coordinates.
 
-    ``precondition``: ``"full"`` whitens with the batch covariance, shrunk towards its mean
-    variance by ``shrinkage`` (so it stays invertible when d ≥ M); ``"diag"`` standardises each
-    coordinate; ``"none"`` uses the raw coordinates; ``"auto"`` is ``"full"`` while d ≤ M/2 and
-    ``"diag"`` beyond (the spread of pairwise distances of a batch whitened by its own
-    covariance falls to 0.71 of the raw spread at d = M/2, 0.5 at d = 3M/4, 0.1 at d = M).
-    ``calibrate``: see :func:`stein_calibrate`, applied in the preconditioned coordinates.
-    Returns ``[M, d]``, detached.
+    ``precondition``: ``"full"`` standardises each coordinate and whitens with the batch's
+    correlation matrix, shrunk towards the identity by ``shrinkage`` (invertible when d ≥ M);
+    ``"diag"`` only standardises each coordinate; ``"none"`` uses the raw coordinates (and
+    refuses coordinate scales too far apart for a kernel to resolve); ``"auto"`` is ``"full"``
+    while d ≤ M/2 and ``"diag"`` beyond, where a covariance from M ≈ d samples would whiten the
+    batch into nearly equidistant points. Standardising first makes the result independent of
+    the scale of each coordinate. Constant coordinates get a score of 0.
+    ``calibrate``: see :func:`stein_calibrate`, applied in the preconditioned coordinates. When
+    the estimate cannot be calibrated, ``on_uncalibrated`` (if given) is told and the estimate
+    is used uncalibrated; without it the :class:`~mireg.errors.CalibrationError` propagates.
+    Half precision is computed in float32. Returns ``[M, d]``, detached, in the dtype of ``samples``.
+
+    Raises:
+        ValueError: all samples identical, coordinate scales unresolvable with ``"none"``, or a
+            singular correlation matrix with ``shrinkage = 0``.
+        NonFiniteError: the samples or the score overflow their dtype.
     """
-    samples = samples.detach()
-    centred = samples - samples.mean(0, keepdim=True)
+    work = samples.detach().to(compute_dtype(samples.dtype))
+    m, d = work.shape
+    centred, constant = _centre(work)
+    if bool(constant.all()):
+        raise ValueError(
+            f"all {m} samples of the batch are identical, so its entropy gradient is undefined: check that the "
+            "encoder has not collapsed to a constant and that the batch holds distinct samples"
+        )
     if precondition == "auto":
-        precondition = "full" if 2 * samples.shape[1] <= samples.shape[0] else "diag"
-    if precondition == "none":
-        return stein_calibrate(estimator.score(samples), centred, calibrate).detach()
-    if precondition == "diag":
-        std = centred.pow(2).mean(0).add(torch.finfo(samples.dtype).eps).sqrt()
-        return (stein_calibrate(estimator.score(centred / std), centred / std, calibrate) / std).detach()
-    if precondition != "full":
+        precondition = "full" if 2 * d <= m else "diag"
+    if precondition not in PRECONDITIONS:
         raise ValueError(f"precondition must be one of {PRECONDITIONS}, got {precondition!r}")
-    whitened, back = _whiten(centred, shrinkage)
-    return back(stein_calibrate(estimator.score(whitened), whitened, calibrate)).detach()
+    if precondition != "none" and m < MIN_PRECONDITIONED_BATCH:
+        raise ValueError(
+            f"a preconditioned score needs a batch of at least {MIN_PRECONDITIONED_BATCH} samples, got {m}: two "
+            "standardised samples are mirror images in every coordinate and every entropy gradient cancels"
+        )
+
+    def calibrated(score: Tensor, rows: Tensor) -> Tensor:
+        live = ~constant  # constant coordinates (all 0 in ``rows``) have no moment to calibrate
+        try:
+            if bool(live.all()):
+                return stein_calibrate(score, rows, calibrate)
+            return score.masked_scatter(live, stein_calibrate(score[:, live], rows[:, live], calibrate))
+        except CalibrationError as error:
+            if on_uncalibrated is None:
+                raise
+            on_uncalibrated(CalibrationError(f"score estimator {describe(estimator)}: {error}"))
+            return score
+
+    if precondition == "none":
+        _check_raw_scales(centred, constant)
+        result = calibrated(estimator.score(work), centred)
+    else:
+        std = _spread(centred)
+        standardised = centred / std
+        if precondition == "diag":
+            result = calibrated(estimator.score(standardised), standardised) / std
+        else:
+            whitened, back = _whiten(standardised, shrinkage)
+            result = back(calibrated(estimator.score(whitened), whitened)) / std
+    result = result.masked_fill(constant, 0.0).to(samples.dtype)
+    check_finite(
+        result,
+        f"the score of score estimator {describe(estimator)} mapped back to the {samples.dtype} samples "
+        "(it overflows: the samples are at the edge of their dtype's range)",
+    )
+    return result.detach()
+
+
+def _surrogate(score: Tensor, samples: Tensor) -> Tensor:
+    """``−mean_i ⟨score_i, samples_i⟩`` (0-dim) for a detached ``score`` and ``samples`` ``[M, d]``; its
+    gradient w.r.t. the samples is −score / M."""
+    value = -(score * samples).sum(-1).mean()
+    check_finite(value, "the MIGE surrogate (the samples overflow their dtype)")
+    return value
+
+
+def _require_gradient(*inputs: Tensor) -> None:
+    """With gradients enabled, refuse inputs none of which requires a gradient: the surrogate would be a constant."""
+    if torch.is_grad_enabled() and not any(t.requires_grad for t in inputs):
+        raise ValueError(
+            "neither x nor z (nor log_var) requires a gradient, so MIGE's surrogate is a constant that adds nothing "
+            "to a loss: pass the z that carries the encoder's graph (not z.detach()); MIGE estimates gradients only, "
+            "it has no MI value to return"
+        )
+
+
+def _warn(error: CalibrationError, stacklevel: int = 5) -> None:
+    warnings.warn(
+        f"{error}. The estimate is used uncalibrated for this batch: this happens while a parametric score "
+        "network is still untrained or with very small batches",
+        CalibrationWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def entropy_surrogate(
@@ -181,8 +319,10 @@ def entropy_surrogate(
             f"{score.name!r} is a parametric score estimator that learns across calls: build it once "
             f"(est = mireg.score_estimator({score.name!r})) and pass `score=est` at every call"
         )
-    s = preconditioned_score(estimator, z, precondition=precondition, shrinkage=shrinkage, calibrate=calibrate)
-    return -(s * z).sum(-1).mean()
+    s = preconditioned_score(
+        estimator, z, precondition=precondition, shrinkage=shrinkage, calibrate=calibrate, on_uncalibrated=_warn
+    )
+    return _surrogate(s, z)
 
 
 class MIGE(MIGradientEstimator):
@@ -192,17 +332,23 @@ class MIGE(MIGradientEstimator):
     (its value is not an MI estimate; ``estimate`` returns ``None``). With ``log_var`` or
     ``conditional_score`` it uses Circumstance III, ∇H(z) − ∇H(z|x), for stochastic encoders.
 
-    Defaults were chosen on the correlated-Gaussian toy (``benchmarks/toy_gradient.py``, d ≤ 32,
-    0.5 ≤ |ρ| ≤ 0.99, 10 seeds): SSGE on whitened, calibrated batches returns 0.99-1.02 of dI/dρ
-    at batch 512 and 0.99-1.05 at batch 128 (0.96-1.04 uncalibrated), and 0.82-1.01 on the
-    warped, non-Gaussian toy; the raw-coordinate setting of the paper (``precondition="none",
-    calibrate="none"``) returns 0.03-0.6 of it at |ρ| = 0.99.
+    Defaults were chosen on the correlated-Gaussian toy (``benchmarks/toy_gradient.py``; numbers in
+    ``benchmarks/results/toy_gradient.md``): SSGE on whitened, calibrated batches is the most
+    accurate setting there; the raw-coordinate setting of the paper (``precondition="none",
+    calibrate="none"``) underestimates ∇I at high correlation.
+
+    Calibration that cannot apply (an untrained score network, whose estimate is not yet
+    positively correlated with the samples, or a singular moment matrix) is skipped for that
+    call: the estimate is used uncalibrated and a :class:`~mireg.errors.CalibrationWarning` is
+    issued once per instance. Preconditioned batches need at least 3 samples. Half precision is
+    computed in float32; samples or scores that leave their dtype's range raise
+    :class:`~mireg.errors.NonFiniteError`.
 
     Options:
       score: name of a registered score estimator, or a built ScoreEstimator
       score_options: options of the score estimator when `score` is a name, over its plugin's whitened_options
       precondition: "auto" (full up to d = M/2, else diag), "full" (whiten), "diag" (standardise), "none" (paper)
-      shrinkage: covariance shrinkage towards the mean variance used by "full" whitening
+      shrinkage: shrinkage of the correlation matrix towards the identity used by "full" whitening
       calibrate: "affine" (Stein's identity for affine test functions, see stein_calibrate), "scale" or "none"
       projection_dim: project the x side to this many dimensions when it is wider (scalable SSGE)
       fixed_projection: draw the projection once (from `seed`) instead of at every call
@@ -210,6 +356,8 @@ class MIGE(MIGradientEstimator):
     """
 
     name = "mige"
+    #: Whether this instance has warned that a score estimate could not be calibrated.
+    _calibration_warned = False
     #: MIGE gathers across ranks itself: only what it uses, and the data side after projection.
     gather_across_ranks = False
     projection: Tensor | None
@@ -260,9 +408,20 @@ class MIGE(MIGradientEstimator):
     def _entropy(self, term: str, samples: Tensor) -> Tensor:
         estimator: ScoreEstimator = self.estimators[term]  # type: ignore[assignment]
         s = preconditioned_score(
-            estimator, samples, precondition=self.precondition, shrinkage=self.shrinkage, calibrate=self.calibrate
+            estimator,
+            samples,
+            precondition=self.precondition,
+            shrinkage=self.shrinkage,
+            calibrate=self.calibrate,
+            on_uncalibrated=self._uncalibrated,
         )
-        return -(s * samples).sum(-1).mean()
+        return _surrogate(s, samples)
+
+    def _uncalibrated(self, error: CalibrationError) -> None:
+        """Warn, once per instance, that a score estimate is used uncalibrated."""
+        if not self._calibration_warned:
+            self._calibration_warned = True
+            _warn(error, stacklevel=2)
 
     def _project(self, x: Tensor) -> Tensor:
         k = self.projection_dim
@@ -286,15 +445,19 @@ class MIGE(MIGradientEstimator):
         Args:
             x: ``[B, dx]`` data side (any trailing shape is flattened).
             z: ``[B, dz]`` representation (reparameterised samples for a stochastic encoder).
-            log_var: ``[B, dz]`` log-variances of a Gaussian encoder q(z|x) (Circumstance III,
-                analytic conditional entropy).
-            conditional_score: ``[B, dz]`` ∇_z log q(z|x) at ``z`` (Circumstance III with a
-                conditional score from any source).
+            log_var: ``[B, dz]`` (or z's unflattened shape, flattened alike) log-variances of a
+                Gaussian encoder q(z|x) (Circumstance III, analytic conditional entropy).
+            conditional_score: ``[B, dz]`` (or z's unflattened shape) ∇_z log q(z|x) at ``z``
+                (Circumstance III with a conditional score from any source).
         Returns:
             A 0-dim tensor whose gradient estimates ∇I(x; z).
+        Raises:
+            ValueError: with gradients enabled, when no input requires a gradient (the surrogate
+                would be a constant; ``estimate`` is the way to ask for values).
         """
         if log_var is not None or conditional_score is not None:
             return self._stochastic(z, log_var, conditional_score)
+        _require_gradient(x, z)
         a, z = gather_rows(self._project(x)), gather_rows(z)  # the data side travels projected
         total = z.new_zeros(())
         if a.requires_grad:
@@ -310,11 +473,17 @@ class MIGE(MIGradientEstimator):
         if log_var is not None and conditional_score is not None:
             raise ValueError("give either log_var (Gaussian encoder) or conditional_score, not both")
         given = log_var if log_var is not None else conditional_score
-        assert given is not None
-        if given.shape != z.shape:
-            name = "log_var" if log_var is not None else "conditional_score"
-            raise ValueError(f"{name} must have the shape of z {tuple(z.shape)}, got {tuple(given.shape)}")
-        check_finite(given, "log_var" if log_var is not None else "conditional_score")
+        name = "log_var" if log_var is not None else "conditional_score"
+        if not isinstance(given, Tensor) or not given.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point torch.Tensor with the shape of z, got {given!r:.80}")
+        if given.ndim < 1 or given.shape[0] != z.shape[0] or given[0].numel() != z.shape[1]:
+            raise ValueError(
+                f"{name} must have the shape of z ({z.shape[0]} rows of {z.shape[1]} values once flattened, as z is "
+                f"used), got shape {tuple(given.shape)}"
+            )
+        given = given.reshape(z.shape)
+        check_finite(given, name)
+        _require_gradient(z, given)
         z, given = gather_rows(z), gather_rows(given)  # x is not needed
         log_var, conditional_score = (given, None) if log_var is not None else (None, given)
         marginal = self._entropy("z", z)

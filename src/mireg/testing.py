@@ -15,7 +15,7 @@ Example::
     x, score = sample_with_score(dist, 512, g)          # [512, 10] each
     assert relative_rmse(my_estimator.score(x), score) < 0.4
 
-The correlated-Gaussian toy (DESIGN.md §2): x, ε ~ N(0, I_d), y = ρ x + sqrt(1 − ρ²) ε has
+The correlated-Gaussian toy (docs/math.md): x, ε ~ N(0, I_d), y = ρ x + sqrt(1 − ρ²) ε has
 I(x; y) = −(d/2) log(1 − ρ²) and dI/dρ = ρ d / (1 − ρ²); see :func:`correlated_gaussians`.
 :func:`train_mi_estimator` trains an MI estimator's critic on it and returns its estimate::
 

@@ -6,6 +6,8 @@ import pytest
 import torch
 from conftest import GaussianScore, ZeroMI
 
+from mireg.critics import CriticEstimator
+
 GOOD = torch.randn(16, 3)
 
 
@@ -61,3 +63,41 @@ def test_pairs_are_flattened_keeping_the_graph() -> None:
     Spy()(images, torch.randn(4, 5)).backward()
     assert seen["shape"] == ((4, 12), (4, 5))
     assert images.grad is not None and torch.equal(images.grad, torch.ones_like(images))
+
+
+class MeanGap(CriticEstimator):
+    """The critic's joint mean minus its negative mean (a minimal critic estimator)."""
+
+    name = "mean-gap"
+
+    def __init__(self, *, critic: str = "separable", x_dim: int | None = None) -> None:
+        super().__init__(
+            critic=critic,  # type: ignore[arg-type]
+            hidden=8,
+            layers=1,
+            embed_dim=4,
+            activation="relu",
+            x_dim=x_dim,
+            z_dim=None,
+            negatives=None,
+        )
+
+    def bound(self, joint: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        return joint.mean() - negative.mean()
+
+
+@pytest.mark.parametrize("critic", ["separable", "concat"])
+def test_critics_refuse_other_widths_and_dtypes_than_their_first_call(critic: str) -> None:
+    mi = MeanGap(critic=critic)
+    assert torch.isfinite(mi(torch.randn(8, 3), torch.randn(8, 2)))
+    with pytest.raises(
+        ValueError, match=r"mean-gap critic was built for x of width 3 \(flattened; .* got x of width 4"
+    ):
+        mi(torch.randn(8, 4), torch.randn(8, 2))
+    with pytest.raises(
+        ValueError, match=r"x is torch.float64 .* parameters are torch.float32 .*mi.to\(torch.float64\)"
+    ):
+        mi.estimate(torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64))
+    eager = MeanGap(critic=critic, x_dim=5)
+    with pytest.raises(ValueError, match="built for x of width 5"):
+        eager(torch.randn(8, 3), torch.randn(8, 2))

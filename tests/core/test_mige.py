@@ -1,6 +1,6 @@
 """MIGE against closed forms, with exact or Gaussian-fit scores (no plugin needed).
 
-The toy (DESIGN.md §2): x, ε ~ N(0, I_d), y = ρx + sqrt(1−ρ²)ε, I = −(d/2) log(1−ρ²),
+The toy: x, ε ~ N(0, I_d), y = ρx + sqrt(1−ρ²)ε, I = −(d/2) log(1−ρ²),
 dI/dρ = ρd/(1−ρ²). With the exact scores the surrogate gradient is an unbiased estimate.
 """
 
@@ -12,6 +12,7 @@ from conftest import GaussianScore
 from torch import Tensor
 
 import mireg
+from mireg.api import entropy_surrogate as public_entropy_surrogate
 from mireg.mige import MIGE, entropy_surrogate, preconditioned_score, stein_calibrate
 from mireg.projection import random_projection
 from mireg.testing import correlated_gaussian_mi_grad, correlated_gaussians
@@ -73,9 +74,13 @@ def test_two_sided_gradient_uses_all_three_terms() -> None:
     torch.testing.assert_close(b.grad, (-estimator.score(b.detach()) + joint_score[:, d:]) / m)
 
 
-def test_no_gradient_anywhere_gives_a_zero_surrogate() -> None:
+def test_no_gradient_anywhere_is_refused_with_grad_mode_on_and_zero_without() -> None:
     estimator = ExactToyScore(0.3, 2)
-    out = MIGE(score=estimator)(torch.randn(8, 2), torch.randn(8, 2))
+    z = torch.randn(8, 2, requires_grad=True)
+    with pytest.raises(ValueError, match=r"pass the z that carries the encoder's graph \(not z.detach\(\)\)"):
+        MIGE(score=estimator)(torch.randn(8, 2), z.detach())
+    with torch.no_grad():  # evaluation: no gradient wanted, a constant 0
+        out = MIGE(score=estimator)(torch.randn(8, 2), z.detach())
     assert float(out) == 0.0 and estimator.widths == []
 
 
@@ -162,7 +167,7 @@ def test_bad_inputs_and_options() -> None:
     with pytest.raises(ValueError, match="shrinkage must be in"):
         MIGE(score=GaussianScore(), shrinkage=1.5)
     assert mi.estimate(torch.randn(4, 2), torch.randn(4, 2)) is None
-    assert mireg.entropy_surrogate is entropy_surrogate  # public name
+    assert mireg.entropy_surrogate is public_entropy_surrogate  # the name-taking public function
 
 
 def test_calibration_restores_steins_identity_for_affine_test_functions() -> None:

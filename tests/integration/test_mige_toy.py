@@ -1,4 +1,4 @@
-"""MIGE with the real score-estimator plugins on the correlated-Gaussian toy (DESIGN.md §2).
+"""MIGE with the real score-estimator plugins on the correlated-Gaussian toy.
 
 x, ε ~ N(0, I_d), y = ρx + sqrt(1−ρ²)ε, ρ a leaf tensor: dI/dρ = ρd/(1−ρ²) must land in ρ.grad.
 Targets from the MIGE issue, with the default options: the mean over 10 seeds within 5% of the

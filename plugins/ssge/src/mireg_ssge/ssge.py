@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from mireg.estimators import ScoreEstimator
-from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth
+from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth, unit_spread
 
 Eigensolver = Literal["eigh", "subspace"]
 
@@ -20,8 +20,8 @@ FLOOR_EPS = 10
 MIN_SUBSPACE_M = 256
 #: Landmarks of the sketch that sizes the first subspace block (at most M/4 of them).
 SKETCH = 256
-#: First block = SKETCH_FACTOR × the sketch's eigenpair count (measured: the full count is
-#: 1.0-1.9× the sketch's on the benchmark distributions while that is below SKETCH/2).
+#: First block = SKETCH_FACTOR × the sketch's eigenpair count (the full count stays below twice the
+#: sketch's on the benchmark distributions while that is below SKETCH/2).
 SKETCH_FACTOR = 2
 #: Extra columns of the subspace block beyond the eigenpairs kept.
 OVERSAMPLE = 10
@@ -77,15 +77,15 @@ class SSGE(ScoreEstimator):
     zero and always dropped. With ``n_eigen = M``, ``eta = 0`` and the ``"eigh"`` solver the
     estimate equals the Stein estimator with ``eta = 0`` (−K⁻¹ G at the samples).
 
-    Defaults, measured on N(0, I), an anisotropic N(μ, Σ) and a two-Gaussian mixture with d in
-    {2, 10, 40} and M in {128, 512} (``benchmarks/score_accuracy.py``): ``threshold = 0.99`` (the
-    paper's) with ``eta = 0.1`` is the most uniform setting of the grid, relative RMSE 0.26-0.59.
-    Without the ridge, 0.99 keeps the near-flat tail of the spectrum at d >= 10 (0.6-0.84);
-    0.94 fails at d = 2 on the anisotropic Gaussian (0.96); a fixed ``n_eigen`` fails either at
-    d = 2 (tiny eigenvalues) or at d = 40 (too few). Bandwidth multipliers 0.5 and 1.5-2 were worse
-    on the anisotropic Gaussian than 1. The ``"subspace"`` solver (a sketch-sized randomized
-    Nyström step, see :meth:`_first_block`) is within 2% of ``"eigh"`` in relative RMSE (worst
-    measured 1.019×) and 11× faster at M = 2048, d = 10; below M = 256 it is ``eigh`` directly.
+    Defaults (``benchmarks/score_accuracy.py``; numbers in ``benchmarks/results/score_accuracy.md``):
+    ``threshold = 0.99`` (the paper's) with ``eta = 0.1`` is the most uniform setting of the grid
+    over N(0, I), an anisotropic Gaussian and a mixture; without the ridge the near-flat tail of
+    the spectrum is kept at larger d, and a fixed ``n_eigen`` fails at small or large d. The
+    ``"subspace"`` solver (a sketch-sized randomized Nyström step, see :meth:`_first_block`)
+    matches ``"eigh"`` in accuracy and is much faster at large M; below M = 256 it is ``eigh``.
+
+    Inputs are rescaled by an exact power of two (:func:`mireg.kernels.unit_spread`), so samples
+    at any scale inside the float range give the same estimate, scaled.
 
     Options:
       threshold: keep eigenvalues while their cumulative share of trace(K) is below this (0.99 if n_eigen unset)
@@ -207,8 +207,11 @@ class SSGE(ScoreEstimator):
     def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
         """Fit on ``samples`` ``[..., M, d]``; return the score at ``at`` ``[..., N, d]`` (default:
         at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
+        samples, at, unit = unit_spread(samples, at)  # exact rescaling: squares stay in the float range
         sq = pairwise_sq_dists(samples, samples)
         h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
+        if self.bandwidth is not None:
+            h = h / unit[..., 0, 0]  # a fixed bandwidth is in the units of the data
         kernel = rbf_kernel(sq, h)
         grad = rbf_grad_sum(kernel, samples, h)
         evals, evecs, keep = self._eigenpairs(kernel)
@@ -216,7 +219,7 @@ class SSGE(ScoreEstimator):
         coefficients = evecs.mT @ grad  # [..., k, d]
         if at is None:
             weights = torch.where(keep, evals / shifted.pow(2), 0.0)
-            return -(evecs * weights.unsqueeze(-2)) @ coefficients
+            return -((evecs * weights.unsqueeze(-2)) @ coefficients) / unit
         weights = torch.where(keep, shifted.pow(-2), 0.0)
         cross = rbf_kernel(pairwise_sq_dists(at, samples), h)
-        return -(cross @ (evecs * weights.unsqueeze(-2))) @ coefficients
+        return -((cross @ (evecs * weights.unsqueeze(-2))) @ coefficients) / unit

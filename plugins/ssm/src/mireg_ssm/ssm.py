@@ -129,25 +129,13 @@ class SlicedScoreMatching(ScoreEstimator, nn.Module):
     network, Adam moments, step and call counters, so save -> load -> continue reproduces
     uninterrupted training exactly.
 
-    Defaults, measured with the tests' protocol (500 calls on fresh batches of M = 256, relative
-    RMSE of the score at 2000 fresh points, float32; anisotropic Gaussian / two-Gaussian mixture):
-
-    * ``objective="ssm_vr"``: Gaussian d = 10: 0.063, against 0.103 for ``"ssm"`` and 0.17
-      (σ = 0.2) or 0.23 (σ = 0.1) for ``"dsm"``; DSM stays at 0.40 on the d = 2 mixture.
-    * ``n_steps=1``: the same 500 Adam steps spent as 100 calls × 5 steps give 0.089 (repeated
-      steps on one batch fit its noise), and MIGE pays one step per training step.
-    * ``lr=1e-3``: 3e-3 gives the same error with EMA (0.063 / mixture 0.173) and is worse
-      without it (0.138 vs 0.103); 1e-2 is worse (0.24 at 5 steps per call).
-    * ``ema_decay=0.95``: the averaged weights cut the error of the raw ones by a third on the
-      Gaussian (0.103 -> 0.064), less on the mixture (0.186 -> 0.173), whose error is
-      convergence-limited (d = 2 mixture: 0.34 after 300 calls, 0.10 after 800, 0.07 after 2000).
-    * ``hidden=(128, 128)``, softplus: (64, 64) was as accurate (0.176 vs 0.185 at 5 steps per
-      call, no EMA) and (256, 256) no better (0.202); ELU (0.253) and SiLU (0.215) were worse.
-      128 keeps headroom for d = 40 (0.14-0.18 after 500 calls).
-    * ``n_projections=1``: 4 projections gave 0.181 vs 0.185 at 4× the cost: the error is
-      dominated by the sample noise of the batch, not of the projections.
-    * ``noise_std=0.2`` (DSM): 0.168 vs 0.225 at 0.1 (whose variance dominates) on the Gaussian;
-      the bias σ²/(λ + σ²) is 4% for the unit-variance (whitened) batches MIGE passes.
+    Defaults, each for a one-line reason (the measurements are in
+    ``benchmarks/results/ssm_defaults.md``): ``objective="ssm_vr"``, the most accurate objective;
+    ``n_steps=1``, repeated steps on one batch fit its noise and MIGE pays one step per training
+    step; ``lr=1e-3`` with ``ema_decay=0.95``, the averaged weights cut the error of the raw ones;
+    ``hidden=(128, 128)`` softplus, headroom for wider d at no loss of accuracy; ``n_projections=1``,
+    the error is dominated by the sample noise of the batch; ``noise_std=0.2`` (DSM), a small bias
+    on the unit-variance batches MIGE passes.
 
     Options:
       objective: "ssm_vr" (sliced, variance-reduced), "ssm" (sliced) or "dsm" (denoising)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from mireg.estimators import ScoreEstimator
-from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth
+from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth, unit_spread
 
 #: Smallest ridge that keeps the float32 Cholesky factorisation reliable (measured up to M = 2048).
 FLOAT32_MIN_ETA = 1e-3
@@ -24,15 +24,14 @@ class Stein(ScoreEstimator):
     untruncated spectral estimator, i.e. SSGE with ``n_eigen = M`` and the same ``eta``. (With
     η > 0 it does not reproduce ĝ exactly at the samples themselves.)
 
-    In float32, η < 1e-3 makes the factorisation unreliable (the RBF Gram matrix has
-    eigenvalues down to ~1e-7 at d = 10, M = 2048) and warns; a factorisation that fails raises
+    In float32, η < 1e-3 makes the factorisation unreliable (the smallest eigenvalues of the RBF
+    Gram matrix fall below float32 resolution) and warns; a factorisation that fails raises
     a ``ValueError`` asking for a larger ``eta`` or float64.
 
-    Defaults, measured on N(0, I), an anisotropic N(μ, Σ) and a two-Gaussian mixture with d in
-    {2, 10, 40} and M in {128, 512} (``benchmarks/score_accuracy.py``): ``eta = 0.1`` with
-    ``bandwidth_multiplier = 2`` has mean relative RMSE 0.31 against 0.38 with multiplier 1, and
-    is better on N(0, I) (the whitened MIGE case) in every setting; ``eta = 0.01`` overfits
-    (0.5-0.9 at d >= 10), ``eta = 1`` oversmooths (0.5-0.9 at d = 40).
+    Defaults (``benchmarks/score_accuracy.py``; numbers in ``benchmarks/results/score_accuracy.md``):
+    ``eta = 0.1`` with ``bandwidth_multiplier = 2`` has the lowest mean error of the grid and is
+    best on N(0, I), the whitened MIGE case; smaller ridges overfit, larger ones oversmooth.
+    Inputs are rescaled by an exact power of two (:func:`mireg.kernels.unit_spread`).
 
     Options:
       eta: ridge η > 0 added to the diagonal of K (>= 1e-3 in float32)
@@ -65,8 +64,11 @@ class Stein(ScoreEstimator):
                 RuntimeWarning,
                 stacklevel=3,
             )
+        samples, at, unit = unit_spread(samples, at)  # exact rescaling: squares stay in the float range
         sq = pairwise_sq_dists(samples, samples)
         h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
+        if self.bandwidth is not None:
+            h = h / unit[..., 0, 0]  # a fixed bandwidth is in the units of the data
         kernel = rbf_kernel(sq, h)
         grad = rbf_grad_sum(kernel, samples, h)
         kernel.diagonal(dim1=-2, dim2=-1).add_(self.eta)
@@ -78,6 +80,6 @@ class Stein(ScoreEstimator):
             )
         estimate = -torch.cholesky_solve(grad, factor)
         if at is None:
-            return estimate
+            return estimate / unit
         cross = rbf_kernel(pairwise_sq_dists(at, samples), h)
-        return cross @ torch.cholesky_solve(estimate, factor)
+        return cross @ torch.cholesky_solve(estimate, factor) / unit
