@@ -32,3 +32,8 @@ class ConfigError(MiregError, ValueError):
 
 class NonFiniteError(MiregError, ValueError):
     """A tensor holds NaN or Inf values; the message names the tensor and counts them."""
+
+
+class OutputError(MiregError):
+    """A run's output folder cannot be used: not writable, a file, locked by a running run, or
+    holding another run's results; the message names the folder and what would be right."""
