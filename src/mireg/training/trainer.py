@@ -281,7 +281,7 @@ class Trainer:
             for x, y in batches:
                 try:
                     out = self.task.step(module, x[mine], y[mine])
-                    loss = out.losses["model"]
+                    loss = out.losses["model"].detach()
                     bad = None if bool(torch.isfinite(loss)) else f"the loss is {float(loss)}"
                 except NonFiniteError as error:  # an estimator saw the non-finite values first
                     bad = str(error)
