@@ -9,6 +9,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,6 +86,12 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     path = config(root, epochs=2)
     assert main(["run", str(path), "--out", str(root / "out")]) == 0
     return path, root / "out"
+
+
+def copy(run: Path, to: Path) -> Path:
+    """A copy of the finished run's folder, for tests that continue or damage it."""
+    shutil.copytree(run, to)
+    return to
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -232,17 +239,17 @@ def test_fresh_run_refuses_a_folder_with_results_unless_forced(
 
 
 def test_resume_compares_the_resolved_configuration(
-    finished: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    finished: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path, out = finished
-    spelled = path.with_name("spelled.toml")  # the same run with defaults written out, and epochs extended
+    path, out = finished[0], copy(finished[1], tmp_path / "out")
+    spelled = tmp_path / "spelled.toml"  # the same run with defaults written out, and epochs extended
     spelled.write_text(
         path.read_text().replace("epochs = 2", 'epochs = 3\noptimizer = "adam"\nlr = 0.001\nweight_decay = 0')
     )
     code, _, err = cli(capsys, "run", str(spelled), "--out", str(out), "--resume")
     assert code == 0, err
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
-    other = path.with_name("other.toml")
+    other = tmp_path / "other.toml"
     other.write_text(path.read_text().replace("epochs = 2", 'epochs = 3\noptimizer = "sgd"'))
     err = one_line_error(capsys, "run", str(other), "--out", str(out), "--resume")
     assert "another configuration (differences: train.optimizer)" in err
@@ -354,11 +361,7 @@ def test_full_disk_names_the_file_and_keeps_the_previous_one(
     monkeypatch: pytest.MonkeyPatch,
     victim: str,
 ) -> None:
-    path, done = finished
-    out = tmp_path / "out"
-    out.mkdir()
-    for name in ("checkpoint.pt", "metrics.jsonl", "results.json"):
-        (out / name).write_bytes((done / name).read_bytes())
+    path, out = finished[0], copy(finished[1], tmp_path / "out")
     longer = tmp_path / "longer.toml"  # one more epoch: its checkpoint and metrics cannot be written
     longer.write_text(path.read_text().replace("epochs = 2", "epochs = 3"))
     before = snapshot(out)

@@ -159,14 +159,11 @@ def _out_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
 
 
 def _out(args: argparse.Namespace) -> Path:
-    """``--out`` as a path (default ``runs/<config name>``), checked before anything is loaded."""
-    from mireg.training.output import check_out
-
+    """``--out`` as a path (default ``runs/<config name>``); the trainer checks and locks it (on
+    rank 0) before it loads any data, ``check`` with :func:`~mireg.training.output.check_out`."""
     if args.out is not None and not args.out.strip():
         raise OutputError("--out is empty; give a folder path, or leave --out out for runs/<config name>")
-    out = Path(args.out) if args.out is not None else Path("runs") / Path(args.config).stem
-    check_out(out, resume=args.resume, force=args.force)
-    return out
+    return Path(args.out) if args.out is not None else Path("runs") / Path(args.config).stem
 
 
 def _resolved_config(args: argparse.Namespace) -> Any:
@@ -180,8 +177,11 @@ def _resolved_config(args: argparse.Namespace) -> Any:
 @command("check")
 def _check(args: argparse.Namespace) -> int:
     from mireg.config import check_batch_size
+    from mireg.training.output import check_out
 
     out = _out(args) if args.out is not None else None
+    if out is not None:
+        check_out(out, resume=args.resume, force=args.force)
     resolved = _resolved_config(args)
     config = resolved.config
     rows = resolved.dataset.train_rows()
