@@ -42,8 +42,6 @@ from mireg.training.checkpoint import CheckpointError, load_checkpoint, rng_stat
 from mireg.training.output import CHECKPOINT, CURVES, METRICS, RESULTS, claimed
 from mireg.training.reports import plot_curves, write_json, write_metrics
 
-__all__ = ["CHECKPOINT", "CURVES", "METRICS", "RESULTS", "Interrupted", "Trainer", "TrainingError", "resolve_device"]
-
 #: [train] keys that may differ between a run and its resumption.
 RESUMABLE_CHANGES = ("epochs", "device", "threads", "validate_every")
 
