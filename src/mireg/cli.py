@@ -1,4 +1,8 @@
-"""The ``mireg`` command: ``list``, ``plugins``, ``show``, ``run`` and ``check``."""
+"""The ``mireg`` command: ``list``, ``plugins``, ``show``, ``run`` and ``check``.
+
+A user's mistake (a bad config, name, path or option) ends the command with one line on stderr
+and exit status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,16 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
-from mireg.errors import MiregError, UnknownEstimatorError
+from mireg.errors import AmbiguousEstimatorError, ConfigError, MiregError, OutputError, UnknownEstimatorError
 from mireg.options import option_specs
 from mireg.registry import _version, default_registry
+from mireg.text import did_you_mean
+
+#: What ``show`` searches, in order, and how it names each kind.
+KIND_WORDS = {"score": "score estimator", "mi_gradient": "MI-gradient estimator", "task": "task"}
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Command] = {}
@@ -54,45 +63,78 @@ def _plugins(args: argparse.Namespace) -> int:
 
 @command("show")
 def _show(args: argparse.Namespace) -> int:
+    """Describe every estimator or task called ``args.name``, of every kind (or of ``--kind``);
+    a name that several plugins register is shown once per plugin, under its qualified name."""
     registry = default_registry()
-    kinds = [args.kind] if args.kind else ["score", "mi_gradient"]
+    kinds = [args.kind] if args.kind else list(KIND_WORDS)
     found = []
     for kind in kinds:
         try:
             found.append(registry.get(kind, args.name))
+        except AmbiguousEstimatorError:
+            clashing = []
+            for plugin in dict.fromkeys(info.plugin for info in registry.list(kind)):
+                try:
+                    clashing.append(registry.get(kind, f"{plugin}/{args.name}"))
+                except UnknownEstimatorError:
+                    continue
+            names = ", ".join(repr(info.qualified_name) for info in clashing)
+            print(
+                f"{args.name!r} is ambiguous: several plugins register the {KIND_WORDS[kind]} {names}; "
+                "a configuration must use one of these qualified names"
+            )
+            found += clashing
         except UnknownEstimatorError:
-            if len(kinds) == 1 or (kind == kinds[-1] and not found):
-                raise
+            continue
+    if not found:
+        records = [info for kind in kinds for info in registry.list(kind)]
+        known = sorted({name for info in records for name in (info.name, *info.aliases)})
+        searched = " or ".join(f"{KIND_WORDS[kind]}s" for kind in kinds)
+        raise UnknownEstimatorError(
+            f"no {searched} called {args.name!r}.{did_you_mean(args.name.lower(), known, n=3)} "
+            f"Known: {', '.join(known) or 'none'} (see `mireg list`)"
+        )
     for info in found:
-        print(f"{info.name}  ({info.kind}, from {info.plugin} {info.version})")
+        title = info.qualified_name if len(found) > 1 else info.name
+        print(f"{title}  ({info.kind}, from {info.plugin} {info.version})")
         print(f"  {info.summary}")
         if info.aliases:
             print(f"  aliases: {', '.join(info.aliases)}")
-        specs = option_specs(info.cls)
-        print("  options:" if specs else "  options: none")
-        for spec in specs.values():
-            print(f"    {spec.describe()}" + (f"  -- {spec.doc}" if spec.doc else ""))
-        for reference in info.cls.references:
+        blocks = {"options": info.cls}
+        if info.kind == "task":
+            blocks.update({"[model] options": info.cls.Model, "[eval] options": info.cls.Eval})
+        for title, cls in blocks.items():
+            specs = option_specs(cls)
+            print(f"  {title}:" if specs else f"  {title}: none")
+            for spec in specs.values():
+                print(f"    {spec.describe()}" + (f"  -- {spec.doc}" if spec.doc else ""))
+        for reference in getattr(info.cls, "references", ()):
             print(f"  reference: {reference}")
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mireg", description="Mutual-information gradient estimators for PyTorch.")
+    parser = _Parser(prog="mireg", description="Mutual-information gradient estimators for PyTorch.")
     parser.add_argument("--version", action="version", version=f"mireg {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("list", help="list registered estimators")
-    p.add_argument("--kind", choices=["score", "mi_gradient"], default=None)
+    p = sub.add_parser("list", help="list registered estimators and tasks")
+    p.add_argument("--kind", choices=list(KIND_WORDS), default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("plugins", help="list installed plugins and whether they loaded")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = sub.add_parser("show", help="describe one estimator: summary, options, references")
+    p = sub.add_parser("show", help="describe an estimator or task by name: summary, options, references")
     p.add_argument("name")
-    p.add_argument("--kind", choices=["score", "mi_gradient"], default=None)
+    p.add_argument("--kind", choices=list(KIND_WORDS), default=None, help="search this kind only (default: all)")
     p = sub.add_parser("run", help="train a TOML configuration (progress, checkpoints, metrics, results)")
     p.add_argument("config", help="path of the TOML configuration")
-    p.add_argument("--out", default=None, help="output directory (default: runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
+    _out_arguments(p, "output directory (default: runs/<config name>)")
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
     p.add_argument("--device", default=None, help="override train.device: cpu, cuda, cuda:N or auto")
     p.add_argument(
@@ -102,7 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser("check", help="validate a configuration (names, options, types, paths) without training")
     p.add_argument("config", help="path of the TOML configuration")
+    p.add_argument("--seed", type=int, default=None, help="override train.seed")
+    p.add_argument("--device", default=None, help="override train.device")
+    _out_arguments(p, "also check that `mireg run` could write into this output directory")
     return parser
+
+
+def _out_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    parser.add_argument("--out", default=None, help=out_help)
+    parser.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
+    parser.add_argument(
+        "--force", action="store_true", help="start afresh in an --out that holds a run, deleting its files"
+    )
+
+
+def _out(args: argparse.Namespace) -> Path:
+    """``--out`` as a path (default ``runs/<config name>``); the trainer checks and locks it (on
+    rank 0) before it loads any data, ``check`` with :func:`~mireg.training.output.check_out`."""
+    if args.out is not None and not args.out.strip():
+        raise OutputError("--out is empty; give a folder path, or leave --out out for runs/<config name>")
+    return Path(args.out) if args.out is not None else Path("runs") / Path(args.config).stem
 
 
 def _resolved_config(args: argparse.Namespace) -> Any:
@@ -115,31 +176,42 @@ def _resolved_config(args: argparse.Namespace) -> Any:
 
 @command("check")
 def _check(args: argparse.Namespace) -> int:
+    from mireg.config import check_batch_size
+    from mireg.training.output import check_out
+
+    out = _out(args) if args.out is not None else None
+    if out is not None:
+        check_out(out, resume=args.resume, force=args.force)
     resolved = _resolved_config(args)
     config = resolved.config
+    rows = resolved.dataset.train_rows()
+    if rows is not None:
+        try:
+            check_batch_size(resolved.train, rows, estimator_cls=resolved.estimator_cls)
+        except MiregError as error:
+            raise ConfigError(f"{args.config}: {error}") from None
+    into = f", into {out}" if out is not None else ""
     estimator = f", estimator {config.estimator.name}" if config.estimator else ""
     print(
         f"{args.config}: ok (task {config.task.name}, data {config.data.name}{estimator}, "
-        f"{resolved.train.epochs} epochs on {resolved.train.device})"
+        f"{resolved.train.epochs} epochs on {resolved.train.device}{into})"
     )
     return 0
 
 
 @command("run")
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from mireg.distributed import join, launched_with_ranks, leave, world
     from mireg.training import Interrupted, Trainer, resolve_device, results_table
 
+    out = _out(args)
     resolved = _resolved_config(args)
     distributed = args.distributed or launched_with_ranks()
     if distributed:
         join(resolve_device(resolved.train.device))
     rank = world()[0]
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     try:
-        results = Trainer(resolved, out).run(resume=args.resume)
+        results = Trainer(resolved, out).run(resume=args.resume, force=args.force)
     except Interrupted as stop:
         print(f"mireg run: {stop}", file=sys.stderr)
         return 128 + stop.signal
@@ -157,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except MiregError as error:
-        print(f"mireg {args.command}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())  # one line, whatever the message holds
+        print(f"mireg {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -20,19 +20,26 @@ path of the bad key (``estimator.options.threshold``) and, where one is close, t
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from mireg.errors import ConfigError, MiregError
-from mireg.options import validate_options
+from mireg.options import option_specs, validate_options
 from mireg.text import did_you_mean
 
 if TYPE_CHECKING:
+    import torch
+
+    from mireg.estimators import MIGradientEstimator
     from mireg.tasks import Task
 
 BLOCKS = ("task", "data", "model", "estimator", "train", "eval")
+#: The seeds every RNG accepts: torch takes 64 bits (negative seeds wrap), numpy takes seed mod 2**32.
+SEED_RANGE = (-(2**63), 2**63 - 1)
+_DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
 _NAMED = ("task", "data", "estimator")
 _REQUIRED = ("task", "data")
 
@@ -50,7 +57,7 @@ class TrainSettings:
       weight_decay: L2 penalty of the optimizers
       lr_decay: factor applied to the learning rates every decay_every epochs
       decay_every: epochs between two decays
-      seed: seed of initialisation, sampling and batch order
+      seed: seed of initialisation, sampling and batch order, a signed 64-bit integer
       device: "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
       dtype: "float32" or "float64" of the model and the data
       threads: torch threads of the run (None: torch's default); 1 avoids oversubscribing small shared machines
@@ -92,8 +99,13 @@ class TrainSettings:
             raise ConfigError(f"train.lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.weight_decay < 0:
             raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
-        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+        if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
+        low, high = SEED_RANGE
+        if not low <= self.seed <= high:
+            raise ConfigError(
+                f"train.seed must be a signed 64-bit integer, in [-2**63, 2**63 - 1] = [{low}, {high}], got {self.seed}"
+            )
 
     def lr_at(self, epoch: int, base: float) -> float:
         """The learning rate in ``epoch`` (0-based) for the initial rate ``base``."""
@@ -183,12 +195,20 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and shape-check the TOML file at ``path``."""
+    """Read and shape-check the TOML file at ``path`` (UTF-8, with or without a byte-order mark)."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        data = file.read_bytes()
     except OSError as error:
         raise ConfigError(f"cannot read config {str(file)!r}: {error.strerror or error}") from None
+    try:
+        text = data.decode("utf-8-sig")  # TOML is UTF-8; some editors prepend a byte-order mark
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{file}: not UTF-8 (byte {data[error.start]:#04x} at line {line}); TOML files must be UTF-8: "
+            "save the file as UTF-8"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -207,7 +227,75 @@ class Resolved:
     model: Any
     eval: Any
     train: TrainSettings
-    estimator_cls: type | None
+    estimator_cls: type[MIGradientEstimator] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration with every default filled in and names in their registered spelling:
+        two configs that run the same thing give the same dict (what a resume compares)."""
+        blocks: dict[str, Any] = {
+            "task": {"name": self.task_cls.name, "options": _filled(self.task_cls, self.config.task.options)},
+            "data": {"name": self.dataset.name, "options": _filled(type(self.dataset), self.config.data.options)},
+            "model": _filled(self.task_cls.Model, self.config.model),
+            "train": dataclasses.asdict(self.train),
+            "eval": _filled(self.task_cls.Eval, self.config.eval),
+        }
+        if self.estimator_cls is not None and self.config.estimator is not None:
+            options = _filled(self.estimator_cls, self.config.estimator.options)
+            blocks["estimator"] = {"name": self.estimator_cls.name, "options": options}
+        plain: dict[str, Any] = _plain(blocks)
+        return plain
+
+
+def _filled(cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` validated for ``cls``, with every option it leaves out at its default."""
+    defaults = {name: spec.default for name, spec in option_specs(cls).items() if not spec.required}
+    return {**defaults, **validate_options(cls, options)}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists, as TOML and checkpoints hold them."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a :class:`torch.device` (``auto``: CUDA when available); a CUDA device
+    this machine does not have raises :class:`ConfigError`."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = {name!r} but CUDA is not available on this machine; use 'cpu' or 'auto'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ConfigError(
+            f"train.device = {name!r} but this machine has {count} CUDA device(s): use 'cuda:0' to 'cuda:{count - 1}'"
+        )
+    return device
+
+
+def check_batch_size(train: TrainSettings, rows: int, *, estimator_cls: type | None = None, world: int = 1) -> None:
+    """Raise :class:`ConfigError` unless a batch of ``world × train.batch_size`` rows fits in the
+    ``rows`` training rows and holds at least the estimator's ``min_batch_size`` rows (default 2)."""
+    least = max(2, int(getattr(estimator_cls, "min_batch_size", 2)))
+    batch = train.batch_size * world
+    if least <= batch <= rows:
+        return
+    processes = f" on {world} processes ({batch} rows in all)" if world > 1 else ""
+    need = f"the estimator {getattr(estimator_cls, 'name', '')!r} needs " if least > 2 else ""
+    if batch > rows:
+        reason = f"exceeds the {rows} training rows"
+    else:
+        reason = f"is too small: {need or 'estimators need '}at least {least} rows per batch"
+    raise ConfigError(
+        f"train.batch_size = {train.batch_size}{processes} {reason}; "
+        f"valid range: {-(-least // world)} <= batch_size <= {rows // world}"
+    )
 
 
 def _at(source: str, where: str, error: Exception) -> ConfigError:
@@ -243,6 +331,7 @@ def resolve(config: Config) -> Resolved:
     model = build("model", lambda: task_cls.Model(**validate_options(task_cls.Model, config.model, where="model.")))
     evaluation = build("eval", lambda: task_cls.Eval(**validate_options(task_cls.Eval, config.eval, where="eval.")))
     train = build("train", lambda: TrainSettings(**validate_options(TrainSettings, config.train, where="train.")))
+    build("train.device", lambda: resolve_device(train.device))
     data = build("data.name", lambda: dataset(config.data.name, config.data.options))
     build("data.options", data.check)
     estimator_cls = None

@@ -48,3 +48,8 @@ class CalibrationError(MiregError, ValueError):
 
 class CalibrationWarning(UserWarning):
     """MIGE skipped the calibration of a score estimate that could not be calibrated (warned once per estimator)."""
+
+
+class OutputError(MiregError):
+    """A run's output folder cannot be used: not writable, a file, locked by a running run, or
+    holding another run's results; the message names the folder and what would be right."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import GaussianScore, score_plugin
 
+import mireg.cli
 from mireg.cli import main
+from mireg.registry import Registry
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -54,3 +57,43 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0 and capsys.readouterr().out.startswith("mireg ")
+
+
+def test_show_searches_every_kind_with_did_you_mean(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "show", "ssgee")
+    assert code == 2 and "Did you mean 'ssge'" in err
+    assert "score estimators or MI-gradient estimators or tasks" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "show", "ssge")
+    assert code == 0 and out.startswith("ssge  (score, ")
+
+
+def test_show_describes_a_task_with_its_model_and_eval_options(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "show", "ib")
+    assert code == 0 and out.startswith("ib  (task, from mireg ")
+    assert "  options:" in out and "    method: " in out
+    assert "  [model] options:" in out and "    z_dim: int = " in out and "  [eval] options:" in out
+
+
+def test_show_reports_a_duplicate_name_with_both_qualified_names(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Other(GaussianScore):
+        """Another gauss."""
+
+    registry = Registry()
+    registry.register_plugin(score_plugin(GaussianScore), distribution="mireg-a")
+    registry.register_plugin(score_plugin(Other), distribution="mireg-b")
+    monkeypatch.setattr(mireg.cli, "default_registry", lambda: registry)
+    code, out, _ = run(capsys, "show", "gauss")
+    assert code == 0
+    assert out.splitlines()[0].startswith("'gauss' is ambiguous") and "'mireg-a/gauss', 'mireg-b/gauss'" in out
+    assert "\nmireg-a/gauss  (score, from mireg-a " in out and "\nmireg-b/gauss  (score, from mireg-b " in out
+    code, out, _ = run(capsys, "show", "mireg-b/gauss")
+    assert code == 0 and out.startswith("gauss  (score, from mireg-b ") and "Another gauss." in out
+
+
+def test_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "x.toml", "--seed", "abc"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.strip().splitlines()) == 1 and "--seed" in err

@@ -63,9 +63,10 @@ def epoch_order(size: int, *, seed: int, epoch: int) -> Tensor:
     """The shuffled order ``[size]`` of the training rows in ``epoch``, a function of (seed, epoch) only.
 
     It comes from a generator of its own, so it needs no saved state: a resumed run sees the
-    same order, and the global RNG is left untouched.
+    same order, and the global RNG is left untouched. Any integer seed works: the generator's
+    seed is taken mod 2**64, as torch itself takes negative seeds.
     """
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**64)
     return torch.randperm(size, generator=generator)
 
 
@@ -98,6 +99,12 @@ class Dataset(abc.ABC):
     @abc.abstractmethod
     def load(self) -> Splits:
         """The splits on the CPU, ``x`` as float32 ``[N, d]``, ``y`` as int64 ``[N]``."""
+
+    def train_rows(self) -> int | None:
+        """Rows in the training split, for ``mireg check`` to compare ``train.batch_size`` with
+        without training; ``None`` when only loading (or downloading) the data would tell, and then
+        ``mireg run`` compares them once the data are loaded, before the first step."""
+        return None
 
 
 def stratified_indices(labels: Tensor, fraction: float, *, seed: int) -> tuple[Tensor, Tensor]:

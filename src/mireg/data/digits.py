@@ -26,6 +26,9 @@ class Digits(Dataset):
         self.val_fraction = val_fraction
         self.split_seed = split_seed
 
+    def train_rows(self) -> int:
+        return len(self.load().train)  # the bundled digits load offline in milliseconds
+
     def load(self) -> Splits:
         from sklearn.datasets import load_digits
 

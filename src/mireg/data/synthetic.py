@@ -38,6 +38,9 @@ class Synthetic(Dataset):
         self.classes, self.dim, self.separation = classes, dim, separation
         self.train_size, self.val_size, self.test_size, self.seed = train_size, val_size, test_size, seed
 
+    def train_rows(self) -> int:
+        return self.train_size
+
     def load(self) -> Splits:
         generator = torch.Generator().manual_seed(self.seed)
         means = torch.randn(self.classes, self.dim, generator=generator)

@@ -1,8 +1,9 @@
-"""The generic trainer (:class:`Trainer`), its checkpoints and its reports."""
+"""The generic trainer (:class:`Trainer`), its output folder, its checkpoints and its reports."""
 
+from mireg.config import resolve_device
 from mireg.training.checkpoint import CheckpointError, load_checkpoint
 from mireg.training.reports import results_table
-from mireg.training.trainer import Interrupted, Trainer, TrainingError, resolve_device
+from mireg.training.trainer import Interrupted, Trainer, TrainingError
 
 __all__ = [
     "CheckpointError",

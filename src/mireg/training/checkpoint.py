@@ -21,6 +21,7 @@ import torch
 
 from mireg.errors import MiregError
 from mireg.files import atomic_write
+from mireg.training.output import writing
 
 FORMAT = "mireg-checkpoint"
 VERSION = 1
@@ -56,7 +57,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``."""
-    atomic_write(path, lambda handle: torch.save({"format": FORMAT, "version": VERSION, **payload}, handle))
+    with writing(path):
+        atomic_write(path, lambda handle: torch.save({"format": FORMAT, "version": VERSION, **payload}, handle))
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
@@ -76,4 +78,47 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     if payload.get("version") != VERSION:
         found = payload.get("version")
         raise CheckpointError(f"{path} has checkpoint version {found!r}; this mireg reads version {VERSION}")
+    for field, kind in _FIELDS.items():
+        _check_field(path, payload, field, kind)
     return payload
+
+
+#: What each field of a checkpoint holds: a type, or a dict of the fields of a nested table.
+_Kind = type | tuple[type, ...] | dict[str, Any]
+_FIELDS: dict[str, _Kind] = {
+    "config": dict,
+    "epoch": int,
+    "step": int,
+    "running": dict,
+    "history": list,
+    "module": dict,
+    "optimizers": dict,
+    "rng": {
+        "torch": torch.Tensor,
+        "cuda": list,
+        "numpy": {"kind": str, "keys": torch.Tensor, "pos": int, "has_gauss": int, "gauss": float},
+        "python": {"version": int, "words": list, "gauss": (float, type(None))},
+    },
+}
+
+
+def _check_field(path: Path, table: dict[str, Any], field: str, kind: _Kind, prefix: str = "") -> None:
+    """Raise :class:`CheckpointError` naming ``path`` and the field unless ``table[field]`` is a ``kind``."""
+    name = f"{prefix}{field}"
+    if field not in table:
+        raise CheckpointError(f"{path} is damaged: the field {name!r} is missing; remove the file to start over")
+    value = table[field]
+    expected: tuple[type, ...] = (dict,) if isinstance(kind, dict) else kind if isinstance(kind, tuple) else (kind,)
+    if expected == (int,):  # a count: bool is an int to isinstance, and negative counts are damage too
+        valid = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    else:
+        valid = isinstance(value, expected)
+    if not valid:
+        names = " or ".join("a table" if t is dict else "an int >= 0" if t is int else t.__name__ for t in expected)
+        raise CheckpointError(
+            f"{path} is damaged: the field {name!r} must be {names}, got {type(value).__name__} "
+            f"{str(value)[:80]!r}; remove the file to start over"
+        )
+    if isinstance(kind, dict):
+        for key, inner in kind.items():
+            _check_field(path, value, key, inner, prefix=f"{name}.")

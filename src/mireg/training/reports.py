@@ -7,21 +7,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mireg.files import atomic_write_text
+from mireg.files import atomic_write, atomic_write_text
+from mireg.training.output import writing
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    with writing(path):
+        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def write_metrics(path: Path, history: Sequence[dict[str, Any]]) -> None:
     """Rewrite the JSON-lines metrics file from the per-epoch history (one object per epoch)."""
-    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in history))
+    with writing(path):
+        atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in history))
 
 
 def plot_curves(path: Path, history: Sequence[dict[str, Any]]) -> None:
-    """Training loss (left) and every ``*_error`` and ``*_acc*`` metric (right) against the epoch, as a PNG."""
+    """Training loss (left) and every ``*_error`` and ``*_acc*`` metric (right) against the epoch, as a PNG
+    (written atomically)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -41,7 +45,8 @@ def plot_curves(path: Path, history: Sequence[dict[str, Any]]) -> None:
     error_axes.set(xlabel="epoch", ylabel="%", title="error / accuracy")
     if keys:
         error_axes.legend()
-    figure.savefig(path, dpi=100)
+    with writing(path):
+        atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
 
 
 def _format(key: str, value: Any) -> str:

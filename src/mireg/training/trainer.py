@@ -34,17 +34,14 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mireg.config import Resolved
+from mireg.config import Resolved, check_batch_size, parse_config, resolve, resolve_device
 from mireg.data import Splits, steps_per_epoch, training_batches
 from mireg.distributed import any_rank, average_buffers, average_gradients, mean_over_ranks, world
-from mireg.errors import ConfigError, MiregError
+from mireg.errors import MiregError, NonFiniteError
 from mireg.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from mireg.training.output import CHECKPOINT, CURVES, METRICS, RESULTS, claimed
 from mireg.training.reports import plot_curves, write_json, write_metrics
 
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
-CURVES = "curves.png"
-RESULTS = "results.json"
 #: [train] keys that may differ between a run and its resumption.
 RESUMABLE_CHANGES = ("epochs", "device", "threads", "validate_every")
 
@@ -58,17 +55,7 @@ class Interrupted(MiregError):
 
 
 class TrainingError(MiregError):
-    """Training diverged (a non-finite loss); the last checkpoint is kept."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``train.device`` as a :class:`torch.device` (``auto``: CUDA when available)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = {name!r} but CUDA is not available here; use 'cpu' or 'auto'")
-    return device
+    """Training diverged (a non-finite loss, gradient or estimator input); the last checkpoint is kept."""
 
 
 def seed_everything(seed: int) -> None:
@@ -109,9 +96,21 @@ class _State:
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    train = {k: v for k, v in config.get("train", {}).items() if k not in RESUMABLE_CHANGES}
-    return {**config, "train": train}
+def _comparable(resolved: Resolved) -> dict[str, Any]:
+    """The resolved configuration (defaults filled in) without the keys a resume may change."""
+    config = resolved.to_dict()
+    return {**config, "train": {k: v for k, v in config["train"].items() if k not in RESUMABLE_CHANGES}}
+
+
+def _saved_settings(path: Path, saved: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's raw configuration ``saved``, resolved as :func:`_comparable` gives it."""
+    try:
+        config = parse_config(saved, source=f"{path} (field 'config')")
+        kept = {key: value for key, value in config.train.items() if key not in RESUMABLE_CHANGES}
+        config = dataclasses.replace(config, train=kept)
+        return _comparable(resolve(config))
+    except MiregError as error:
+        raise CheckpointError(f"the configuration saved in {path} does not resolve here: {error}") from None
 
 
 class Trainer:
@@ -137,6 +136,7 @@ class Trainer:
 
         config = self.resolved.config
         data = self.resolved.dataset.load().to(self.device, self.dtype)
+        check_batch_size(self.settings, len(data.train), estimator_cls=self.resolved.estimator_cls, world=self.world)
         estimator = None
         if config.estimator is not None:
             estimator = default_registry().create(
@@ -161,9 +161,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     @staticmethod
-    def _apply(losses: dict[str, Tensor], groups: dict[str, list[nn.Parameter]], optimizers: dict[str, Any]) -> None:
+    def _apply(
+        losses: dict[str, Tensor], groups: dict[str, list[nn.Parameter]], optimizers: dict[str, Any]
+    ) -> str | None:
         """Each group's optimizer minimises its own loss w.r.t. its own parameters only (with the
-        gradients averaged over ranks under torch.distributed)."""
+        gradients averaged over ranks under torch.distributed). Returns what diverged, without
+        stepping, when a gradient is non-finite (the same on every rank: NaN survives the average)."""
         active = [g for g in groups if g in losses and losses[g].requires_grad]
         for index, group in enumerate(active):
             params = groups[group]
@@ -173,8 +176,12 @@ class Trainer:
             for param, grad in zip(params, grads, strict=True):
                 param.grad = grad
             average_gradients(params)
+            present = [p.grad.detach().sum() for p in params if p.grad is not None]
+            if present and not bool(torch.isfinite(torch.stack(present).sum())):
+                return f"a gradient of the {group!r} parameters is non-finite"
         for group in active:  # only after every gradient is computed: steps change parameters in place
             optimizers[group].step()
+        return None
 
     def _checkpoint(self, module: nn.Module, optimizers: dict[str, Any], state: _State) -> None:
         if not self.main:
@@ -196,7 +203,7 @@ class Trainer:
     def _restore(self, module: nn.Module, optimizers: dict[str, Any]) -> _State:
         path = self.out / CHECKPOINT
         payload = load_checkpoint(path, map_location=self.device)
-        saved, current = _comparable(payload["config"]), _comparable(self.resolved.config.to_dict())
+        saved, current = _saved_settings(path, payload["config"]), _comparable(self.resolved)
         if saved != current:
             changed = sorted(
                 f"{block}.{key}"
@@ -212,20 +219,28 @@ class Trainer:
             module.load_state_dict(payload["module"])
             for name, optimizer in optimizers.items():
                 optimizer.load_state_dict(payload["optimizers"][name])
-        except (KeyError, RuntimeError, ValueError) as error:
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise CheckpointError(f"{path} does not fit this model: {error}") from None
-        set_rng_state(payload["rng"])
+        try:
+            set_rng_state(payload["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            raise CheckpointError(f"{path} is damaged: the field 'rng' holds no RNG states ({error})") from None
         return _State(payload["epoch"], payload["step"], payload["running"], payload["history"])
 
     # ------------------------------------------------------------------ run
-    def run(self, *, resume: bool = False) -> dict[str, Any]:
-        """Train (or continue with ``resume``) and return the results written to ``results.json``."""
+    def run(self, *, resume: bool = False, force: bool = False) -> dict[str, Any]:
+        """Train (or continue with ``resume``) and return the results written to ``results.json``.
+
+        ``out`` is checked and locked before any data are loaded (:mod:`mireg.training.output`):
+        a fresh run refuses a folder holding a run unless ``force``, which overwrites it.
+        """
+        if not self.main:
+            return self._run(resume)
+        with claimed(self.out, resume=resume, force=force):
+            return self._run(resume)
+
+    def _run(self, resume: bool) -> dict[str, Any]:
         started = time.perf_counter()
-        checkpoint = self.out / CHECKPOINT
-        if checkpoint.exists() and not resume:
-            raise CheckpointError(
-                f"{self.out} already holds a run ({checkpoint}); pass --resume to continue it or choose another --out"
-            )
         if self.settings.threads is not None:
             torch.set_num_threads(self.settings.threads)
         seed_everything(self.settings.seed)
@@ -233,7 +248,6 @@ class Trainer:
         if resume:
             state = self._restore(module, optimizers)
         else:
-            self.out.mkdir(parents=True, exist_ok=True)
             state = _State()
         if self.main:
             write_metrics(self.out / METRICS, state.history)
@@ -257,27 +271,24 @@ class Trainer:
                 group["lr"] = s.lr_at(epoch, self._base_lr(name))
         module.train()
         total = steps_per_epoch(data.train, s.batch_size * self.world)
-        if total == 0:
-            raise ConfigError(
-                f"train.batch_size = {s.batch_size} on {self.world} process(es) exceeds the {len(data.train)} "
-                "training rows"
-            )
         visible = self.progress and self.main
         bar = tqdm(total=total, initial=state.step, desc=f"epoch {epoch + 1}/{s.epochs}", disable=not visible)
         mine = slice(self.rank * s.batch_size, (self.rank + 1) * s.batch_size)
         with bar:
             batches = training_batches(data.train, s.batch_size * self.world, seed=s.seed, epoch=epoch, skip=state.step)
             for x, y in batches:
-                out = self.task.step(module, x[mine], y[mine])
-                loss = out.losses["model"]
-                diverged, stopping = any_rank(not bool(torch.isfinite(loss)), bool(stops), device=self.device)
+                try:
+                    out = self.task.step(module, x[mine], y[mine])
+                    loss = out.losses["model"].detach()
+                    bad = None if bool(torch.isfinite(loss)) else f"the loss is {float(loss)}"
+                except NonFiniteError as error:  # an estimator saw the non-finite values first
+                    bad = str(error)
+                diverged, stopping = any_rank(bad is not None, bool(stops), device=self.device)
                 if diverged:
-                    raise TrainingError(
-                        f"the loss became non-finite ({float(loss)} on rank {self.rank}) in epoch {epoch + 1}, "
-                        f"step {state.step + 1}; "
-                        f"{self.out / CHECKPOINT} keeps the last good state (try a lower train.lr)"
-                    )
-                self._apply(out.losses, groups, optimizers)
+                    raise self._diverged(bad or "on another rank", state)
+                bad = self._apply(out.losses, groups, optimizers)
+                if bad is not None:
+                    raise self._diverged(bad, state)
                 average_buffers(module)
                 for key, value in out.metrics.items():
                     sums = state.running.setdefault(key, [0.0, 0.0])
@@ -305,6 +316,14 @@ class Trainer:
             write_metrics(self.out / METRICS, state.history)
         if any_rank(bool(stops), device=self.device)[0]:
             self._interrupted(stops[0] if stops else signal.SIGTERM, state)
+
+    def _diverged(self, what: str, state: _State) -> TrainingError:
+        checkpoint = self.out / CHECKPOINT
+        kept = f"{checkpoint} keeps the last good state" if checkpoint.exists() else "no checkpoint was written yet"
+        return TrainingError(
+            f"the loss became non-finite in epoch {state.epoch + 1}, step {state.step + 1} on rank {self.rank} "
+            f"({what}); {kept}. Training diverged: try a lower train.lr (now {self.settings.lr:g})"
+        )
 
     def _interrupted(self, signum: int, state: _State) -> None:
         name = signal.Signals(signum).name
