@@ -79,6 +79,8 @@ class Stein(ScoreEstimator):
                 f"M = {samples.shape[-2]}); use a larger eta (e.g. 1e-2) or float64 samples"
             )
         estimate = -torch.cholesky_solve(grad, factor)
+        if samples.dtype == torch.float32:  # one step of iterative refinement: the float32 factor is inexact
+            estimate = estimate - torch.cholesky_solve(grad + kernel @ estimate, factor)
         if at is None:
             return estimate / unit
         cross = rbf_kernel(pairwise_sq_dists(at, samples), h)
