@@ -31,7 +31,7 @@ def test_spectral_cutoff_with_the_diagonal_rbf_kernel_is_ssge() -> None:
     for kept in (5, 20, M):
         # a threshold between the kept-th and the next eigenvalue of K/M keeps exactly `kept` pairs
         lam = float(evals[kept - 1]) * (0.999 if kept == M else float((evals[kept] / evals[kept - 1]).sqrt()))
-        cutoff = SpectralCutoff(lam=lam, kernel="diagonal-rbf")
+        cutoff = SpectralCutoff(lam=lam, kernel="diagonal-rbf", bandwidth_multiplier=1.0)
         ssge = SSGE(n_eigen=kept, eta=0.0, eigensolver="eigh")
         assert relative_rmse(cutoff.score(x), ssge.score(x)) < 1e-8
         assert relative_rmse(cutoff.score(x, at=points), ssge.score(x, at=points)) < 1e-8
@@ -40,9 +40,10 @@ def test_spectral_cutoff_with_the_diagonal_rbf_kernel_is_ssge() -> None:
 def test_tikhonov_with_the_diagonal_rbf_kernel_is_stein_at_the_samples() -> None:
     x, points = _samples()
     for eta in (0.1, 1e-3):
-        kef = KEF(lam=eta / M, kernel="diagonal-rbf")
-        assert relative_rmse(kef.score(x), Stein(eta=eta, bandwidth_multiplier=1.0).score(x)) < 1e-9
+        kef = KEF(lam=eta / M, kernel="diagonal-rbf", bandwidth_multiplier=1.0)
+        stein = Stein(eta=eta, bandwidth_multiplier=1.0)
+        assert relative_rmse(kef.score(x), stein.score(x)) < 1e-9
         # off the samples they differ: KEF adds ζ̂(x)/λ, Stein interpolates its in-sample values
-        assert relative_rmse(kef.score(x, at=points), Stein(eta=eta, bandwidth_multiplier=1.0).score(x, at=points)) > 0.1
+        assert relative_rmse(kef.score(x, at=points), stein.score(x, at=points)) > 0.1
     unregularised = Stein(eta=0.0, bandwidth_multiplier=1.0).score(x)
-    assert relative_rmse(KEF(lam=1e-12, kernel="diagonal-rbf").score(x), unregularised) < 1e-6
+    assert relative_rmse(KEF(lam=1e-12, kernel="diagonal-rbf", bandwidth_multiplier=1.0).score(x), unregularised) < 1e-6

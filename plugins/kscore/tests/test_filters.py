@@ -46,16 +46,29 @@ def _nu_filter(t: int, nu: float) -> Callable[[Tensor], Tensor]:
 
 
 CASES: dict[str, tuple[Callable[[KernelName], ScoreEstimator], Callable[[Tensor], Tensor]]] = {
-    "landweber": (lambda k: Landweber(iterations=25, kernel=k), lambda s: (1 - (1 - s) ** 25) / s),
-    "nu-method nu=1": (lambda k: NuMethod(iterations=12, kernel=k), _nu_filter(12, 1.0)),
-    "nu-method nu=0.5": (lambda k: NuMethod(iterations=7, nu=0.5, kernel=k), _nu_filter(7, 0.5)),
-    "kef": (lambda k: KEF(lam=0.01, kernel=k, cg_tol=1e-13, cg_iterations=500), lambda s: 1 / (s + 0.01)),
-    "spectral-cutoff": (lambda k: SpectralCutoff(lam=0.01, kernel=k), lambda s: torch.where(s >= 0.01, 1 / s, 0.0)),
+    "landweber": (
+        lambda k: Landweber(iterations=25, kernel=k, bandwidth_multiplier=1.0),
+        lambda s: (1 - (1 - s) ** 25) / s,
+    ),
+    "nu-method nu=1": (lambda k: NuMethod(iterations=12, kernel=k, bandwidth_multiplier=1.0), _nu_filter(12, 1.0)),
+    "nu-method nu=0.5": (
+        lambda k: NuMethod(iterations=7, nu=0.5, kernel=k, bandwidth_multiplier=1.0),
+        _nu_filter(7, 0.5),
+    ),
+    "kef": (
+        lambda k: KEF(lam=0.01, kernel=k, cg_tol=1e-13, cg_iterations=500, bandwidth_multiplier=1.0),
+        lambda s: 1 / (s + 0.01),
+    ),
+    "spectral-cutoff": (
+        lambda k: SpectralCutoff(lam=0.01, kernel=k, bandwidth_multiplier=1.0),
+        lambda s: torch.where(s >= 0.01, 1 / s, 0.0),
+    ),
 }
 
 
 def _problem(kernel: KernelName) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Samples ``[M, d]``, eigenpairs of K/M and ζ̂(X) flattened to ``[M·d]``."""
+    """Samples ``[M, d]``, eigenpairs of K/M and ζ̂(X) flattened to ``[M·d]``, with the median distance
+    as bandwidth (the estimators above use ``bandwidth_multiplier=1.0``)."""
     x = torch.randn(M, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     sq = pairwise_sq_dists(x, x)
     gram = MatrixKernel(kernel, x, x, median_heuristic(sq), sq)
@@ -98,6 +111,7 @@ def test_the_expansion_at_the_samples_reproduces_the_in_sample_estimate(
 def test_nystrom_with_every_sample_as_centre_is_the_exact_estimator(kernel: KernelName) -> None:
     # With Z = X: s(X) = K (K²/M + λK)⁻¹ ζ̂ = (K/M + λ)⁻¹ ζ̂ when K is invertible (float64, M = 30).
     x = torch.randn(M, D, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    options = {"lam": 0.05, "kernel": kernel, "cg_tol": 1e-13, "cg_iterations": 2000}
+    options = {"lam": 0.05, "kernel": kernel, "cg_tol": 1e-13, "cg_iterations": 2000, "bandwidth_multiplier": 1.0}
     exact = KEF(**options).score(x)  # type: ignore[arg-type]
-    assert torch.allclose(KEF(subsample=M, **options).score(x), exact, rtol=0, atol=1e-7 * float(exact.abs().max()))  # type: ignore[arg-type]
+    nystrom = KEF(subsample=M, **options).score(x)  # type: ignore[arg-type]
+    assert torch.allclose(nystrom, exact, rtol=0, atol=1e-7 * float(exact.abs().max()))

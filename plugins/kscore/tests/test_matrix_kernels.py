@@ -21,8 +21,8 @@ def _block(name: str, x: Tensor, y: Tensor) -> Tensor:
     """K(x, y) ``[d, d]`` from its definition: φ I, or −∇∇ψ(x − y) with ψ(r) = h² φ(|r|²) (autograd Hessian)."""
     if name.startswith("diagonal"):
         return _profile(name, (x - y).pow(2).sum()) * torch.eye(x.shape[-1], dtype=F64)
-    hessian = torch.autograd.functional.hessian(lambda r: H**2 * _profile(name, r.pow(2).sum()), x - y, create_graph=True)
-    return -hessian
+    potential = lambda r: H**2 * _profile(name, r.pow(2).sum())  # noqa: E731  ψ(r)
+    return -torch.autograd.functional.hessian(potential, x - y, create_graph=True)
 
 
 def _points() -> tuple[Tensor, Tensor]:

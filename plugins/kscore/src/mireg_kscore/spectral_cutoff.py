@@ -39,14 +39,14 @@ class SpectralCutoff(KernelScoreEstimator):
     def __init__(
         self,
         *,
-        lam: float = 1e-3,
-        kernel: KernelName = "diagonal-imq",
+        lam: float = 1e-4,
+        kernel: KernelName = "diagonal-rbf",
         bandwidth: float | None = None,
-        bandwidth_multiplier: float = 1.0,
+        bandwidth_multiplier: float = 3.0,
     ) -> None:
         check_common(kernel, bandwidth, bandwidth_multiplier)
         if not 0 < lam <= 1:
-            raise ValueError(f"lam must be in (0, 1] (an eigenvalue threshold of L̂, whose norm is at most 1), got {lam}")
+            raise ValueError(f"lam must be in (0, 1] (an eigenvalue threshold of L̂, of norm at most 1), got {lam}")
         self.lam = lam
         self.kernel: KernelName = kernel
         self.bandwidth = bandwidth

@@ -51,14 +51,14 @@ class KEF(KernelScoreEstimator):
     def __init__(
         self,
         *,
-        lam: float = 1e-3,
+        lam: float = 3e-3,
         solver: Solver = "auto",
         cg_tol: float = 1e-4,
         cg_iterations: int = 100,
         subsample: int | None = None,
         kernel: KernelName = "curlfree-imq",
         bandwidth: float | None = None,
-        bandwidth_multiplier: float = 1.0,
+        bandwidth_multiplier: float = 3.0,
     ) -> None:
         check_common(kernel, bandwidth, bandwidth_multiplier)
         if not 0 < lam <= 1:
