@@ -16,8 +16,9 @@ dI/dρ = ρd/(1−ρ²). For every d, ρ on a grid over (−0.99, 0.99), batch s
   I₁ = h(y₁) − h(ε₁) − log sqrt(1−ρ²); its reference (:func:`heavy_tailed_truth`) is a float64
   quadrature of the density of y₁ (a convolution of two scaled t densities) on a sinh-spaced grid,
   differentiated in ρ by autograd (3001 and 6001 grid points agree to 5e-5 relative in dI/dρ at
-  ρ ∈ {0.5, 0.9, 0.99}; the under-resolved far tail of the convolution limits it). The same quadrature with Gaussian densities reproduces
-  −(1/2) log(1−ρ²) and ρ/(1−ρ²); that check is printed and stored with the results;
+  ρ ∈ {0.5, 0.9, 0.99}; the under-resolved far tail of the convolution limits it). The same
+  quadrature with Gaussian densities reproduces −(1/2) log(1−ρ²) and ρ/(1−ρ²); that check is
+  printed and stored with the results;
 * the bound estimators (MINE, MINE-f, InfoNCE) first train their critic at that ρ, then report
   their MI estimate and the gradient of the bound w.r.t. ρ through the reparameterised samples.
 
@@ -201,6 +202,7 @@ def mige_gradients(
         if toy == "warped":
             x, y = warp(x), warp(y)
         mi(x, y).backward()
+        assert r.grad is not None
         grads.append(float(r.grad))
     return grads
 
