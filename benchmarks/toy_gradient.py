@@ -87,7 +87,7 @@ WARPED_VARIANTS: dict[str, dict[str, Any]] = {
 #: kscore plugin's docs and benchmarks/results/toy_gradient_kscore*.md).
 KSCORE_VARIANTS: dict[str, dict[str, Any]] = {
     "nu-method": {"lam": 1e-3, "kernel": "curlfree-rbf", "bandwidth": 2.0},
-    "landweber": {"lam": 0.01, "kernel": "curlfree-rbf", "bandwidth": 2.0},
+    "landweber": {"lam": 0.03, "kernel": "curlfree-rbf", "bandwidth": 2.0},
     "kef": {"lam": 1e-3, "kernel": "curlfree-rbf", "bandwidth": 2.0},
     "kef (diagonal RBF, Cholesky)": {"lam": 1e-5, "kernel": "diagonal-rbf", "bandwidth": 2.5},
     "spectral-cutoff": {"lam": 1e-5, "kernel": "diagonal-rbf", "bandwidth": 2.5},
