@@ -44,14 +44,23 @@ def check_kernel(name: str) -> None:
 
 
 def _profile(name: KernelName, sq: Tensor, h: Tensor, order: int) -> list[Tensor]:
-    """φ, φ', …, φ⁽ᵒʳᵈᵉʳ⁾ at ``sq`` ``[..., N, M]`` for bandwidths ``h`` ``[...]``, each ``[..., N, M]``."""
+    """φ, φ', …, φ⁽ᵒʳᵈᵉʳ⁾ at ``sq`` ``[..., N, M]`` for bandwidths ``h`` ``[...]``, each ``[..., N, M]``.
+
+    Each derivative is the previous one times a factor (``−1/(2h²)`` for RBF, ``c_n/c_(n−1) ·
+    1/(h² + ρ)`` for IMQ): one elementwise product per order, no powers.
+    """
     inv = h.pow(-2)[..., None, None]  # 1/h²
     if name.endswith("rbf"):
-        phi = (sq * (-0.5 * inv)).exp()
-        return [phi * (-0.5 * inv) ** n for n in range(order + 1)]
-    base = (1 + sq * inv).reciprocal()  # (1 + ρ/h²)^(−1)
-    root = base.sqrt()
-    return [_IMQ[n] * inv**n * root * base**n for n in range(order + 1)]
+        values = [(sq * (-0.5 * inv)).exp()]
+        for _ in range(order):
+            values.append(values[-1] * (-0.5 * inv))
+        return values
+    base = (sq * inv).add_(1).reciprocal_()  # (1 + ρ/h²)^(−1)
+    step = base * inv
+    values = [base.sqrt()]
+    for n in range(1, order + 1):
+        values.append(values[-1] * step * (_IMQ[n] / _IMQ[n - 1]))
+    return values
 
 
 class MatrixKernel:
