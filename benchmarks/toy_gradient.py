@@ -27,7 +27,8 @@ PNG per batch size (top row: MI estimates against the truth; bottom row: gradien
 the Gaussian toy, mean ± std over seeds, against the analytic gradient) and one per batch size of
 the ratio estimate/truth on the warped and heavy-tailed toys (``toy_gradient_ratio_b{M}.png``).
 ``--tag`` writes ``toy_gradient_<tag>.*`` instead; ``--dims``, ``--rhos``, ``--batches``,
-``--seeds`` override the grid and ``--mige-only`` skips the bound estimators.
+``--seeds`` override the grid, ``--mige-only`` skips the bound estimators and ``--step-cost``
+adds the time of one MIGE step with each kscore variant over default MIGE (interleaved, median).
 
     python benchmarks/toy_gradient.py [--quick] [--mige-only] [--tag NAME] [--dims 5,10] ...
 """
@@ -207,6 +208,35 @@ def mige_gradients(
     return grads
 
 
+def step_cost_ratios(d: int, m: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Wall time of one MIGE step (forward + backward on the warped toy, d, batch m) with each kscore
+    variant over the same step with default MIGE (SSGE), interleaved round by round: median and
+    quartiles of the per-round ratios."""
+    installed = {info.name for info in mireg.list_estimators("score")}
+    estimators = {"MIGE (SSGE, default)": mireg.mi_gradient_estimator("mige", score="ssge")}
+    for label, score_options in KSCORE_VARIANTS.items():
+        name = label.split(" ")[0]
+        if name in installed:
+            estimators[f"MIGE ({label})"] = mireg.mi_gradient_estimator("mige", score=name, score_options=score_options)
+    times: dict[str, list[float]] = {label: [] for label in estimators}
+    for round_ in range(rounds):
+        for label, mi in estimators.items():
+            r = torch.tensor(0.5, requires_grad=True)
+            x, y = sample(r, d, m, torch.Generator().manual_seed(round_))
+            x, y = warp(x), warp(y)
+            start = time.perf_counter()
+            mi(x, y).backward()
+            times[label].append(time.perf_counter() - start)
+    base = times["MIGE (SSGE, default)"]
+    out = {}
+    for label, values in times.items():
+        ratios = torch.tensor([a / b for a, b in zip(values, base, strict=True)])
+        low, mid, high = (float(v) for v in ratios.quantile(torch.tensor([0.25, 0.5, 0.75])))
+        seconds = float(torch.tensor(values).median())
+        out[label] = {"median_ratio": mid, "q25": low, "q75": high, "median_seconds": seconds}
+    return out
+
+
 def mige_runs() -> list[tuple[str, str, dict[str, Any]]]:
     """(label, toy, MIGE options) of every MIGE run; the kscore ones when the plugin is installed."""
     runs = [(label, "gaussian", options) for label, options in MIGE_VARIANTS.items()]
@@ -266,6 +296,7 @@ def main() -> None:
     parser.add_argument("--rhos", help="comma-separated ρ, overriding the grid")
     parser.add_argument("--batches", help="comma-separated batch sizes, overriding the grid")
     parser.add_argument("--seeds", type=int, help="seeds per cell, overriding the grid")
+    parser.add_argument("--step-cost", action="store_true", help="also time MIGE steps, d = 32, batch 512")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.quick:
@@ -303,14 +334,22 @@ def main() -> None:
                                     "mi_mean": v_mean, "mi_std": v_std})
             print(f"d={d} rho={rho:+.2f} done at {time.perf_counter() - started:.0f} s", flush=True)
     elapsed = time.perf_counter() - started
+    costs = step_cost_ratios(32, 512, 7) if args.step_cost else {}
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"dims": dims, "rhos": rhos, "batches": batches, "seeds": seeds, "critic_steps": steps,
             "seconds": elapsed, "torch": torch.__version__, "threads": 1,
             "heavy_tailed_reference": "float64 quadrature (quadrature_mi), autograd in rho",
             "quadrature_gaussian_check_max_rel_error": check}
     name = "toy_gradient" + (f"_{args.tag}" if args.tag else "")
-    (args.out / f"{name}.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1))
+    (args.out / f"{name}.json").write_text(json.dumps({"meta": meta, "records": records, "step_cost": costs}, indent=1))
     table = ratio_table(records, dims, rhos, batches)
+    if costs:
+        table += "\nMIGE step (forward + backward, warped toy, d = 32, batch 512) over default MIGE (SSGE), " \
+            "interleaved, 7 rounds:\n\n| method | median ratio | IQR | median ms |\n|---|---|---|---|\n" + "".join(
+                f"| {label} | {c['median_ratio']:.2f} | {c['q25']:.2f}-{c['q75']:.2f} "
+                f"| {1000 * c['median_seconds']:.0f} |\n"
+                for label, c in costs.items()
+            )
     (args.out / f"{name}.md").write_text(table)
     print(table)
     for m in batches:
