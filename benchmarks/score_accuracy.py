@@ -25,9 +25,10 @@ d = 64 against one ``eigh`` of 512×512 together with SSGE and Stein: the calls 
 round by round and each ratio is the median over rounds of (estimator time / eigh time of the same
 round), with its interquartile range. The markdown ends with the mean in-sample relative RMSE per
 estimator and setting at each M (over the distributions and dimensions run). Results go to
-``benchmarks/results/score_accuracy.{json,md}`` (``score_accuracy_quick`` with ``--quick``).
+``benchmarks/results/score_accuracy.{json,md}`` (``score_accuracy_quick`` with ``--quick``);
+``--speed-only`` runs only the interleaved timings (15 rounds) into ``score_speed_kscore.{json,md}``.
 
-    python benchmarks/score_accuracy.py [--quick] [--dims 2,10,40] [--sizes 512]
+    python benchmarks/score_accuracy.py [--quick] [--dims 2,10,40] [--sizes 512] [--speed-only]
 """
 
 from __future__ import annotations
@@ -71,8 +72,14 @@ SETTINGS: dict[str, list[dict[str, Any]]] = {
     "landweber": [{}],
     "spectral-cutoff": [{}],
 }
-#: The kscore estimators timed against one eigh (those installed).
-KSCORE = ("nu-method", "landweber", "kef", "spectral-cutoff")
+#: The kscore estimators timed against one eigh (those installed), with the options timed: the
+#: defaults, fewer iterations, and the options measured best for MIGE (benchmarks/toy_gradient.py).
+KSCORE: dict[str, list[dict[str, Any]]] = {
+    "nu-method": [{}, {"lam": 1e-2}, {"lam": 1e-3, "kernel": "curlfree-rbf", "bandwidth": 2.0}],
+    "landweber": [{}],
+    "kef": [{}, {"lam": 1e-3, "kernel": "curlfree-rbf", "bandwidth": 2.0}, {"lam": 1e-5, "kernel": "diagonal-rbf"}],
+    "spectral-cutoff": [{}],
+}
 
 
 def distributions(d: int, generator: torch.Generator, dtype: torch.dtype) -> dict[str, ClosedFormDistribution]:
@@ -206,16 +213,19 @@ def speed_ratios() -> dict[str, dict[str, float]]:
 
 
 def interleaved_ratios(rounds: int) -> dict[str, dict[str, float]]:
-    """Each installed kscore estimator (defaults), SSGE and Stein at M = 512, d = 64 over one eigh of
-    512×512 (float32): per round every call once, in turn; median and quartiles of the per-round ratios."""
+    """Each installed kscore estimator (the options of :data:`KSCORE`), SSGE and Stein at M = 512, d = 64
+    over one eigh of 512×512 (float32): per round every call once, in turn; median and quartiles of the
+    per-round ratios."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(512, 64, generator=generator)
     spd = x @ x.T / 64 + torch.eye(512)
     installed = {info.name for info in mireg.list_estimators("score")}
+    settings: dict[str, list[dict[str, Any]]] = {"ssge": [{}], "stein": [{}], **KSCORE}
     calls: dict[str, Callable[[], object]] = {
-        name: functools.partial(mireg.score_estimator(name).score, x)
-        for name in ("ssge", "stein", *KSCORE)
+        f"{name} {json.dumps(options)}": functools.partial(mireg.score_estimator(name, **options).score, x)
+        for name, variants in settings.items()
         if name in installed
+        for options in variants
     }
     calls["eigh"] = functools.partial(torch.linalg.eigh, spd)
     times: dict[str, list[float]] = {name: [] for name in calls}
@@ -229,7 +239,7 @@ def interleaved_ratios(rounds: int) -> dict[str, dict[str, float]]:
         ratios = torch.tensor([a / b for a, b in zip(times[name], times["eigh"], strict=True)])
         low, mid, high = (float(v) for v in ratios.quantile(torch.tensor([0.25, 0.5, 0.75])))
         seconds = float(torch.tensor(times[name]).median())
-        out[f"{name}_512_d64_over_eigh_512"] = {"median": mid, "q25": low, "q75": high, "seconds": seconds}
+        out[name] = {"median": mid, "q25": low, "q75": high, "seconds": seconds}
     return out
 
 
@@ -253,11 +263,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="d in {2, 10}, M in {128, 512}: a few minutes")
     parser.add_argument("--dims", help="comma-separated dimensions, overriding the default set")
     parser.add_argument("--sizes", help="comma-separated batch sizes M, overriding the default set")
+    parser.add_argument("--speed-only", action="store_true", help="only the interleaved kscore timings")
     args = parser.parse_args()
     dims = tuple(int(v) for v in args.dims.split(",")) if args.dims else (2, 10) if args.quick else (2, 10, 40)
     default_sizes = (128, 512) if args.quick else (128, 512, 2048)
     sizes = tuple(int(v) for v in args.sizes.split(",")) if args.sizes else default_sizes
     torch.set_num_threads(1)
+    if args.speed_only:
+        timed = interleaved_ratios(15)
+        text = "\n".join(
+            f"| {key} | {v['median']:.2f} | {v['q25']:.2f}-{v['q75']:.2f} | {1000 * v['seconds']:.1f} |"
+            for key, v in timed.items()
+        )
+        text = "| estimator and options | median ratio to eigh | IQR | median ms |\n|---|---|---|---|\n" + text
+        print(text)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "score_speed_kscore.json").write_text(json.dumps(timed, indent=2))
+        (RESULTS / "score_speed_kscore.md").write_text(
+            "# Score estimators at M = 512, d = 64 over one eigh of 512×512 (float32, one thread, 15 interleaved "
+            "rounds)\n\n" + text + "\n"
+        )
+        return
     header = (
         "| estimator | options | distribution | d | M | warm-up calls | rel. RMSE in-sample | out-of-sample "
         "| ms/call |"
@@ -279,7 +305,7 @@ def main() -> None:
             for d in (64, 128)
         ),
         *(
-            f"{key.split('_')[0]} (defaults) at M=512, d=64 / one eigh 512x512, interleaved: median "
+            f"{key} at M=512, d=64 / one eigh 512x512, interleaved: median "
             f"{value['median']:.2f} (IQR {value['q25']:.2f}-{value['q75']:.2f}), {1000 * value['seconds']:.1f} ms"
             for key, value in kscore_ratios.items()
         ),
