@@ -21,7 +21,8 @@ class SpectralCutoff(KernelScoreEstimator):
     SSGE with ``eta = 0`` and the same eigenpairs. A diagonal kernel needs one ``eigh`` of
     ``[M, M]``; a curl-free kernel needs its ``[M·d, M·d]`` matrix (O(M² d²) memory, one ``eigh``
     of that size), built only while ``M·d <= DENSE_LIMIT`` (4096): beyond, use a diagonal kernel
-    or an iterative estimator (``nu-method``), which apply the operator instead.
+    or an iterative estimator (``nu-method``), which apply the operator instead. The defaults were
+    chosen on the problems of ``benchmarks/score_accuracy.py`` at M = 512.
 
     Options:
       lam: keep the eigenpairs of L̂ with eigenvalue >= lam, in (0, 1]
