@@ -83,9 +83,10 @@ WARPED_VARIANTS: dict[str, dict[str, Any]] = {
     "MIGE (SSGE, default), warped toy": {"score": "ssge"},
     "MIGE (Gaussian fit), warped toy": {"score": FittedGaussianScore()},
 }
-#: MIGE with each kscore estimator, with the score options measured best for MIGE (whitened batches,
-#: so a fixed bandwidth is in units of the batch's standard deviation; see the closing note of the
-#: kscore plugin's docs and benchmarks/results/toy_gradient_kscore*.md).
+#: MIGE with each kscore estimator, with the score options measured best for MIGE at batch 512,
+#: d <= 32 (whitened batches, so a fixed bandwidth is in units of the batch's standard deviation;
+#: too local at batch 128 and at d = 64: see plugins/kscore/README.md and
+#: benchmarks/results/toy_gradient_kscore*.md).
 KSCORE_VARIANTS: dict[str, dict[str, Any]] = {
     "nu-method": {"lam": 1e-3, "kernel": "curlfree-rbf", "bandwidth": 2.0},
     "landweber": {"lam": 0.03, "kernel": "curlfree-rbf", "bandwidth": 2.0},

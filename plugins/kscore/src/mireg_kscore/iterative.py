@@ -85,8 +85,8 @@ class NuMethod(KernelScoreEstimator):
     Needs ‖L̂‖ ≤ 1, which the kernel normalisation guarantees. The method and kernel are the
     defaults of Zhou, Shi & Zhu; ``lam`` and the bandwidth multiplier were chosen on the problems of
     ``benchmarks/score_accuracy.py`` at M = 512. Inside MIGE (whitened batches) a fixed bandwidth
-    of about 2 with ``curlfree-rbf`` and ``lam = 1e-3`` is better on non-Gaussian data (see the
-    plugin README and ``benchmarks/toy_gradient.py``).
+    with ``curlfree-rbf`` and ``lam = 1e-3`` does better on non-Gaussian data at batch 512, d ≤ 32
+    (see the plugin README for its limits and ``benchmarks/toy_gradient.py``).
 
     Options:
       lam: regularisation in (0, 1]; the iteration count is ceil(1/sqrt(lam)) (default 3e-3 when iterations is unset)
