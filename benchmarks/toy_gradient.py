@@ -416,7 +416,7 @@ def plot_ratios(records: list[dict[str, Any]], dims: list[int], m: int, path: Pa
             for method in dict.fromkeys(r["method"] for r in mine):
                 cells = sorted((r for r in mine if r["method"] == method), key=lambda r: r["rho"])
                 ax.plot([r["rho"] for r in cells], [r["grad_mean"] / r["true_grad"] for r in cells], marker=".",
-                        label=method.split(", ")[0])
+                        label=method.removesuffix(f", {toy} toy"))
             ax.axhspan(0.95, 1.05, color="0.9")
             ax.axhline(1.0, color="k", lw=0.8)
             ax.set_title(f"{toy} toy, d = {d}, batch {m}")
