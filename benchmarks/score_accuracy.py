@@ -19,9 +19,16 @@ Stein at M = 2048, d = 64 over one Cholesky factorisation + solve of that size (
 SSGE with the full ``eigh`` over SSGE with the top-J subspace solver at M = 2048, d = 10
 (target ≥ 10). Beside them, SSGE with MIGE's options (``TUNED_SCORE_OPTIONS``) at M = 128,
 d = 64 and 128 with the default solver over the same with ``eigensolver="eigh"`` (target ≤ 1: a
-small batch must not pay for a subspace attempt). Results go to ``benchmarks/results/score_accuracy.{json,md}``.
+small batch must not pay for a subspace attempt). The kscore estimators (``nu-method``,
+``landweber``, ``kef``, ``spectral-cutoff``, when the plugin is installed) are timed at M = 512,
+d = 64 against one ``eigh`` of 512×512 together with SSGE and Stein: the calls are interleaved
+round by round and each ratio is the median over rounds of (estimator time / eigh time of the same
+round), with its interquartile range. The markdown ends with the mean in-sample relative RMSE per
+estimator and setting at each M (over the distributions and dimensions run). Results go to
+``benchmarks/results/score_accuracy.{json,md}`` (``score_accuracy_quick`` with ``--quick``);
+``--speed-only`` runs only the interleaved timings (15 rounds) into ``score_speed_kscore.{json,md}``.
 
-    python benchmarks/score_accuracy.py [--quick]
+    python benchmarks/score_accuracy.py [--quick] [--dims 2,10,40] [--sizes 512] [--speed-only]
 """
 
 from __future__ import annotations
@@ -56,6 +63,22 @@ RULE = "|---|---|---|---|---|---|---|---|---|"
 SETTINGS: dict[str, list[dict[str, Any]]] = {
     "ssge": [{}, {"eigensolver": "eigh"}, {"threshold": 0.99, "eta": 0.0, "eigensolver": "eigh"}],
     "stein": [{}],
+    "nu-method": [{}, {"kernel": "curlfree-rbf", "lam": 1e-3, "bandwidth_multiplier": 2.0}],
+    "kef": [
+        {},
+        {"kernel": "curlfree-rbf", "lam": 1e-3, "bandwidth_multiplier": 2.0},
+        {"kernel": "diagonal-rbf", "lam": 1e-4},
+    ],
+    "landweber": [{}],
+    "spectral-cutoff": [{}],
+}
+#: The kscore estimators timed against one eigh (those installed), with the options timed: the
+#: defaults, fewer iterations, and the options measured best for MIGE (benchmarks/toy_gradient.py).
+KSCORE: dict[str, list[dict[str, Any]]] = {
+    "nu-method": [{}, {"lam": 1e-2}, {"lam": 1e-3, "kernel": "curlfree-rbf", "bandwidth": 2.0}],
+    "landweber": [{}],
+    "kef": [{}, {"lam": 1e-3, "kernel": "curlfree-rbf", "bandwidth": 2.0}, {"lam": 1e-5, "kernel": "diagonal-rbf"}],
+    "spectral-cutoff": [{}],
 }
 
 
@@ -96,11 +119,9 @@ def best_time(call: Callable[[], object], repeats: int) -> float:
 WARMUP_CALLS = (300, 100)
 
 
-def accuracy_rows(quick: bool) -> list[dict[str, Any]]:
+def accuracy_rows(quick: bool, dims: tuple[int, ...], sizes: tuple[int, ...]) -> list[dict[str, Any]]:
     """One row per estimator, setting, d, M and distribution (see the module docstring)."""
     warmup = WARMUP_CALLS[1] if quick else WARMUP_CALLS[0]
-    dims = (2, 10) if quick else (2, 10, 40)
-    sizes = (128, 512) if quick else (128, 512, 2048)
     rows = []
     for info in mireg.list_estimators("score"):
         for options in SETTINGS.get(info.name, [{}]):
@@ -191,18 +212,86 @@ def speed_ratios() -> dict[str, dict[str, float]]:
     }
 
 
+def interleaved_ratios(rounds: int) -> dict[str, dict[str, float]]:
+    """Each installed kscore estimator (the options of :data:`KSCORE`), SSGE and Stein at M = 512, d = 64
+    over one eigh of 512×512 (float32): per round every call once, in turn; median and quartiles of the
+    per-round ratios."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 64, generator=generator)
+    spd = x @ x.T / 64 + torch.eye(512)
+    installed = {info.name for info in mireg.list_estimators("score")}
+    settings: dict[str, list[dict[str, Any]]] = {"ssge": [{}], "stein": [{}], **KSCORE}
+    calls: dict[str, Callable[[], object]] = {
+        f"{name} {json.dumps(options)}": functools.partial(mireg.score_estimator(name, **options).score, x)
+        for name, variants in settings.items()
+        if name in installed
+        for options in variants
+    }
+    calls["eigh"] = functools.partial(torch.linalg.eigh, spd)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            times[name].append(best_time(call, 1))
+    out = {}
+    for name in calls:
+        if name == "eigh":
+            continue
+        ratios = torch.tensor([a / b for a, b in zip(times[name], times["eigh"], strict=True)])
+        low, mid, high = (float(v) for v in ratios.quantile(torch.tensor([0.25, 0.5, 0.75])))
+        seconds = float(torch.tensor(times[name]).median())
+        out[name] = {"median": mid, "q25": low, "q75": high, "seconds": seconds}
+    return out
+
+
+def mean_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: mean in-sample relative RMSE per estimator and setting at each M."""
+    groups: dict[tuple[str, str, int], list[float]] = {}
+    for row in rows:
+        groups.setdefault((row["estimator"], json.dumps(row["options"]), row["M"]), []).append(row["in_sample"])
+    lines = ["| estimator | options | M | problems | mean rel. RMSE in-sample | worst |", "|---|---|---|---|---|---|"]
+    def order(item: tuple[tuple[str, str, int], list[float]]) -> tuple[int, float]:
+        return item[0][2], sum(item[1]) / len(item[1])
+
+    for (name, options, m), values in sorted(groups.items(), key=order):
+        mean = sum(values) / len(values)
+        lines.append(f"| {name} | {options} | {m} | {len(values)} | {mean:.3f} | {max(values):.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="d in {2, 10}, M in {128, 512}: under a minute")
+    parser.add_argument("--quick", action="store_true", help="d in {2, 10}, M in {128, 512}: a few minutes")
+    parser.add_argument("--dims", help="comma-separated dimensions, overriding the default set")
+    parser.add_argument("--sizes", help="comma-separated batch sizes M, overriding the default set")
+    parser.add_argument("--speed-only", action="store_true", help="only the interleaved kscore timings")
     args = parser.parse_args()
+    dims = tuple(int(v) for v in args.dims.split(",")) if args.dims else (2, 10) if args.quick else (2, 10, 40)
+    default_sizes = (128, 512) if args.quick else (128, 512, 2048)
+    sizes = tuple(int(v) for v in args.sizes.split(",")) if args.sizes else default_sizes
     torch.set_num_threads(1)
+    if args.speed_only:
+        timed = interleaved_ratios(15)
+        text = "\n".join(
+            f"| {key} | {v['median']:.2f} | {v['q25']:.2f}-{v['q75']:.2f} | {1000 * v['seconds']:.1f} |"
+            for key, v in timed.items()
+        )
+        text = "| estimator and options | median ratio to eigh | IQR | median ms |\n|---|---|---|---|\n" + text
+        print(text)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "score_speed_kscore.json").write_text(json.dumps(timed, indent=2))
+        (RESULTS / "score_speed_kscore.md").write_text(
+            "# Score estimators at M = 512, d = 64 over one eigh of 512×512 (float32, one thread, 15 interleaved "
+            "rounds)\n\n" + text + "\n"
+        )
+        return
     header = (
         "| estimator | options | distribution | d | M | warm-up calls | rel. RMSE in-sample | out-of-sample "
         "| ms/call |"
     )
     print(header + "\n" + RULE, flush=True)
-    rows = accuracy_rows(args.quick)
+    rows = accuracy_rows(args.quick, dims, sizes)
     ratios = speed_ratios()
+    kscore_ratios = interleaved_ratios(5 if args.quick else 15)
     lines = [
         f"SSGE (defaults) at M=512, d=64 / one eigh 512x512: "
         f"{ratios['ssge_512_d64_over_eigh_512']['ratio']:.2f} (target <= 2)",
@@ -215,15 +304,27 @@ def main() -> None:
             f"{ratios[f'ssge_mige_options_128_d{d}_default_over_eigh']['ratio']:.2f} (target <= 1)"
             for d in (64, 128)
         ),
+        *(
+            f"{key} at M=512, d=64 / one eigh 512x512, interleaved: median "
+            f"{value['median']:.2f} (IQR {value['q25']:.2f}-{value['q75']:.2f}), {1000 * value['seconds']:.1f} ms"
+            for key, value in kscore_ratios.items()
+        ),
     ]
     print("\n".join(lines))
+    means = mean_table(rows)
+    print(means)
     RESULTS.mkdir(exist_ok=True)
     name = "score_accuracy_quick" if args.quick else "score_accuracy"
     meta = {"torch": torch.__version__, "machine": platform.processor() or platform.machine(), "threads": 1}
-    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows, "ratios": ratios}, indent=2))
+    if args.dims or args.sizes:
+        name += "_d" + "-".join(map(str, dims)) + "_m" + "-".join(map(str, sizes))
+    meta = {**meta, "dims": dims, "sizes": sizes}
+    record = {"meta": meta, "rows": rows, "ratios": ratios, "interleaved_ratios": kscore_ratios}
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2))
     table = [header, RULE, *(_format(row) for row in rows)]
     (RESULTS / f"{name}.md").write_text(
-        "# Score estimator accuracy (float32, one thread)\n\n" + "\n".join(table) + "\n\n" + "\n\n".join(lines) + "\n"
+        "# Score estimator accuracy (float32, one thread)\n\n" + "\n".join(table) + "\n\n" + "\n\n".join(lines)
+        + "\n\n## Mean relative RMSE\n\n" + means + "\n"
     )
 
 
