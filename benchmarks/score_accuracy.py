@@ -17,7 +17,7 @@ It also prints three speed ratios measured side by side in the same run (float32
 SSGE fit+evaluate at M = 512, d = 64 over one ``torch.linalg.eigh`` of 512×512 (target ≤ 2),
 Stein at M = 2048, d = 64 over one Cholesky factorisation + solve of that size (target ≤ 2), and
 SSGE with the full ``eigh`` over SSGE with the top-J subspace solver at M = 2048, d = 10
-(target ≥ 10). Beside them, SSGE with MIGE's options (``TUNED_SCORE_OPTIONS``) at M = 128,
+(target ≥ 10). Beside them, SSGE with the options MIGE uses on whitened batches (``SSGE.whitened_options``) at M = 128,
 d = 64 and 128 with the default solver over the same with ``eigensolver="eigh"`` (target ≤ 1: a
 small batch must not pay for a subspace attempt). The kscore estimators (``nu-method``,
 ``landweber``, ``kef``, ``spectral-cutoff``, when the plugin is installed) are timed at M = 512,
@@ -46,7 +46,6 @@ import torch
 
 import mireg
 from mireg.estimators import ScoreEstimator
-from mireg.mige import TUNED_SCORE_OPTIONS
 from mireg.testing import (
     ClosedFormDistribution,
     Gaussian,
@@ -55,6 +54,7 @@ from mireg.testing import (
     relative_rmse,
     sample_with_score,
 )
+from mireg_ssge import SSGE
 
 RESULTS = Path(__file__).parent / "results"
 RULE = "|---|---|---|---|---|---|---|---|---|"
@@ -187,8 +187,8 @@ def speed_ratios() -> dict[str, dict[str, float]]:
     small = {}
     for d in (64, 128):
         x = torch.randn(128, d, generator=generator)
-        default = mireg.score_estimator("ssge", **TUNED_SCORE_OPTIONS["ssge"])
-        direct = mireg.score_estimator("ssge", **TUNED_SCORE_OPTIONS["ssge"], eigensolver="eigh")
+        default = mireg.score_estimator("ssge", **SSGE.whitened_options)
+        direct = mireg.score_estimator("ssge", **SSGE.whitened_options, eigensolver="eigh")
         default_s = best_time(functools.partial(default.score, x), 50)
         direct_s = best_time(functools.partial(direct.score, x), 50)
         small[f"ssge_mige_options_128_d{d}_default_over_eigh"] = {
