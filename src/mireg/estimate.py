@@ -1,0 +1,402 @@
+"""``estimate_mi``: the MI of a finite data set in one call, measured on rows no training step saw.
+
+The rows are shuffled (``seed``) and cut into three disjoint splits:
+
+* **train** (the rest): the estimator's parameters (a critic, a variational q) descend its training
+  loss on random batches of these rows, and the standardisation (per-column mean and standard
+  deviation) is fitted on these rows only;
+* **validation** (``validation_fraction``): every ``eval_every`` steps the training loss is
+  evaluated here; the parameters with the lowest validation loss are kept, and training stops
+  after ``patience`` steps without improvement (early stopping);
+* **test** (``test_fraction``): touched once, at the end, by the kept parameters; ``value`` is the
+  mean of ``estimate`` over disjoint batches of these rows and ``stderr`` its standard error.
+
+The stopping step is chosen on the validation rows, so the validation value of the kept
+parameters is the maximum of noisy numbers and biased upwards; the test rows played no part in
+any choice, so ``value`` is not. An estimator without parameters (nothing to train) is evaluated
+on the test batches directly. Bound values depend on the batch size (InfoNCE is at most
+log B), so evaluation batches have the training batch size.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from torch import Tensor
+
+from mireg.estimators import MIGradientEstimator
+
+#: Columns with at most this many distinct values look discrete (a warning says why that misleads).
+DISCRETE_VALUES = 10
+
+
+@attrs.frozen
+class Training:
+    """Training settings of :func:`estimate_mi` for one estimator.
+
+    ``batch_size`` rows per step (and per evaluation batch); at most ``max_steps`` Adam steps at
+    learning rate ``lr`` with decoupled ``weight_decay`` (AdamW); the validation loss every
+    ``eval_every`` steps; stop after ``patience`` steps without a better validation loss.
+    """
+
+    batch_size: int = 128
+    max_steps: int = 3000
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    eval_every: int = 50
+    patience: int = 500
+
+    def __attrs_post_init__(self) -> None:
+        for name, minimum in (("batch_size", 2), ("max_steps", 1), ("eval_every", 1), ("patience", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if (
+            not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay))
+            or self.weight_decay < 0
+        ):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+
+
+#: Measured defaults per estimator name (``benchmarks/finite_data.py``, results in ``benchmarks/results/``);
+#: an estimator not listed trains with ``Training()``.
+TRAINING_DEFAULTS: dict[str, Training] = {
+    "mine": Training(batch_size=128, max_steps=3000, lr=1e-3, weight_decay=0.0, eval_every=50, patience=500),
+    "mine-f": Training(batch_size=128, max_steps=3000, lr=1e-3, weight_decay=0.0, eval_every=50, patience=500),
+    "smile": Training(batch_size=128, max_steps=3000, lr=1e-3, weight_decay=0.0, eval_every=50, patience=500),
+    "infonce": Training(batch_size=128, max_steps=3000, lr=1e-3, weight_decay=0.0, eval_every=50, patience=500),
+    "jsd": Training(batch_size=128, max_steps=3000, lr=1e-3, weight_decay=0.0, eval_every=50, patience=500),
+    "club": Training(batch_size=128, max_steps=3000, lr=1e-3, weight_decay=0.0, eval_every=50, patience=500),
+    "club-sample": Training(batch_size=128, max_steps=3000, lr=1e-3, weight_decay=0.0, eval_every=50, patience=500),
+}
+
+
+@attrs.frozen
+class Evaluation:
+    """One evaluation during training: ``step``; ``train``, the mean ``estimate`` on as many training
+    rows as there are validation rows (rows the parameters were fitted on: the gap to ``validation``
+    shows overfitting); ``validation``, the mean ``estimate`` on the validation rows;
+    ``validation_loss``, the mean training loss there (what early stopping minimises)."""
+
+    step: int
+    train: float
+    validation: float
+    validation_loss: float
+
+
+@attrs.frozen
+class MIEstimate:
+    """The result of :func:`estimate_mi`.
+
+    ``value`` (nats) is the mean of ``estimate`` over ``test_batches`` disjoint batches of test rows
+    that no training step or model choice saw; ``stderr`` is the standard error of that mean over
+    the batches (sampling error of the test rows for the kept parameters, not the spread between
+    training runs). ``steps`` training steps ran; the kept parameters are those of ``best_step``.
+    ``rows`` counts the (train, validation, test) rows; ``settings`` are the training settings used
+    and ``options`` the estimator's options (defaults included).
+    """
+
+    value: float
+    stderr: float
+    steps: int
+    best_step: int
+    history: tuple[Evaluation, ...]
+    estimator: str
+    options: dict[str, Any]
+    settings: Training
+    rows: tuple[int, int, int]
+    test_batches: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary of every field."""
+        return attrs.asdict(self, value_serializer=lambda _, __, v: list(v) if isinstance(v, tuple) else v)
+
+
+def _as_matrix(data: object, name: str) -> Tensor:
+    """``data`` (numpy array, tensor or nested sequence) as a float32 CPU tensor ``[N, d]``; 1-D is one column."""
+    if isinstance(data, Tensor):
+        array = data.detach().cpu().numpy()
+    else:
+        try:
+            array = np.asarray(data)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"{name} must be a numeric array [N, d] (numpy or torch), got {type(data).__name__}"
+            ) from error
+    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.number)):
+        raise TypeError(f"{name} must hold numbers (a float or integer array [N, d]), got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise ValueError(
+            f"{name} must be a matrix [N, d] (one row per sample) or a vector [N], got shape {array.shape} "
+            f"({array.ndim} dimensions); flatten the per-sample dimensions first, e.g. {name}.reshape(len({name}), -1)"
+        )
+    if array.shape[1] == 0:
+        raise ValueError(f"{name} has no columns (shape {array.shape}); it needs at least one variable")
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"{name} has NaN or infinite values in {len(rows)} row(s) (first: {rows[:5].tolist()}); "
+            "drop or impute those rows (in x and y alike) before estimating MI"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _check_columns(data: Tensor, name: str) -> None:
+    """Raise for constant columns of ``data`` ``[N, d]``; warn for columns with few distinct values."""
+    constant = torch.nonzero(data.max(0).values == data.min(0).values).flatten().tolist()
+    if constant:
+        raise ValueError(
+            f"column(s) {constant} of {name} are constant: a constant carries no information and cannot be "
+            "standardised; drop those columns"
+        )
+    few = [j for j in range(data.shape[1]) if torch.unique(data[:, j]).numel() <= DISCRETE_VALUES]
+    if few:
+        warnings.warn(
+            f"column(s) {few} of {name} take at most {DISCRETE_VALUES} distinct values: the estimators assume "
+            "continuous data with a density, and on repeated values the density ratio they learn is unbounded "
+            "(the joint puts mass on single points), so the estimate grows with training and capacity instead of "
+            "converging to the discrete MI; add small noise (dequantise) or use a discrete estimator",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _split_sizes(n: int, batch: int, test_fraction: float, validation_fraction: float) -> tuple[int, int, int]:
+    """(train, validation, test) row counts; each split must hold a batch, the test split two (for a stderr)."""
+    for label, value in (("test_fraction", test_fraction), ("validation_fraction", validation_fraction)):
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"{label} must be in (0, 1), got {value!r}")
+    if test_fraction + validation_fraction >= 1.0:
+        raise ValueError(
+            "test_fraction + validation_fraction must leave rows to train on (sum < 1), "
+            f"got {test_fraction} + {validation_fraction}"
+        )
+    n_test = round(n * test_fraction)
+    n_validation = round(n * validation_fraction)
+    n_train = n - n_test - n_validation
+    if n_train < batch or n_validation < batch or n_test < 2 * batch:
+        share = min(1.0 - test_fraction - validation_fraction, validation_fraction, test_fraction / 2)
+        largest = int(n * share)
+        needed = math.ceil(batch / share)
+        advice = f"a batch_size of at most {largest}" if largest >= 2 else "more rows"
+        raise ValueError(
+            f"{n} rows are too few for batch_size={batch}: split as {n_train} train / {n_validation} validation / "
+            f"{n_test} test rows, but the train and validation splits need one batch each and the test split two "
+            f"(for a standard error); use at least {needed} rows, or {advice}"
+        )
+    return n_train, n_validation, n_test
+
+
+def _batches(n: int, batch: int) -> list[slice]:
+    """Disjoint slices of ``batch`` rows covering ``[0, n)`` (a remainder under one batch is dropped)."""
+    return [slice(start, start + batch) for start in range(0, n - batch + 1, batch)]
+
+
+def _training_loss(mi: MIGradientEstimator, x: Tensor, y: Tensor) -> Tensor:
+    """The loss the estimator's own parameters descend: its ``training_loss`` if it has one, else ``-mi(x, y)``."""
+    own = getattr(mi, "training_loss", None)
+    return own(x, y) if own is not None else -mi(x, y)
+
+
+@torch.no_grad()
+def _evaluate(mi: MIGradientEstimator, x: Tensor, y: Tensor, batch: int) -> tuple[list[float], list[float]]:
+    """Per-batch ``estimate`` values and training losses on disjoint batches of ``x`` ``[n, dx]``, ``y`` ``[n, dy]``."""
+    values, losses = [], []
+    for rows in _batches(x.shape[0], batch):
+        value = mi.estimate(x[rows], y[rows])
+        assert value is not None  # checked once before training
+        values.append(float(value))
+        losses.append(float(_training_loss(mi, x[rows], y[rows])))
+    return values, losses
+
+
+def _progress_bar(enabled: bool | None, total: int, name: str) -> Any:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"estimate_mi {name}", unit="step", leave=False)
+
+
+def estimate_mi(
+    x: object,
+    y: object,
+    estimator: str = "infonce",
+    *,
+    options: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    max_steps: int | None = None,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    eval_every: int | None = None,
+    patience: int | None = None,
+    test_fraction: float = 0.2,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool | None = None,
+) -> MIEstimate:
+    """Estimate I(x; y) in nats from paired rows, on test rows that no training step saw.
+
+    Args:
+        x: ``[N, dx]`` (or ``[N]``, one column), numpy array, tensor or nested sequence of numbers.
+        y: ``[N, dy]`` (or ``[N]``) with the same N; row i of x and y is one sample.
+        estimator: a registered MI-gradient estimator that gives a value (``mireg list``).
+        options: the estimator's options, e.g. ``{"hidden": 64}`` (``mireg show NAME``).
+        batch_size, max_steps, lr, weight_decay, eval_every, patience: training settings (see
+            :class:`Training`); ``None`` takes the measured default of :data:`TRAINING_DEFAULTS`.
+        test_fraction: share of the rows held out for the reported value.
+        validation_fraction: share of the rows for early stopping.
+        seed: splits, batches and the initialisation (the caller's global RNG state is restored).
+        device: where to train, e.g. ``"cpu"`` or ``"cuda"``.
+        progress: a progress bar on stderr; ``None``: only when stderr is a terminal.
+    Returns:
+        An :class:`MIEstimate`. ``value`` is what the estimator's ``estimate`` measures: MI for the
+        bounds, 2·JS divergence for ``jsd``, an upper bound for ``club``.
+    Raises:
+        ValueError: mismatched rows, too few rows, NaN/Inf, constant columns, a rank other than 1
+            or 2, an estimator without a value (MIGE), or bad settings.
+        UnknownEstimatorError, OptionError: an unknown estimator name or option.
+    """
+    from mireg.registry import default_registry
+
+    start = time.perf_counter()
+    a, b = _as_matrix(x, "x"), _as_matrix(y, "y")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"x and y must have the same number of rows (row i of each is one paired sample), "
+            f"got {a.shape[0]} and {b.shape[0]}"
+        )
+    _check_columns(a, "x")
+    _check_columns(b, "y")
+    name = default_registry().get("mi_gradient", estimator).name
+    overrides: dict[str, Any] = {
+        "batch_size": batch_size,
+        "max_steps": max_steps,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "eval_every": eval_every,
+        "patience": patience,
+    }
+    settings = attrs.evolve(
+        TRAINING_DEFAULTS.get(name, Training()), **{k: v for k, v in overrides.items() if v is not None}
+    )
+    rows = _split_sizes(a.shape[0], settings.batch_size, test_fraction, validation_fraction)
+    target = torch.device(device)
+    with torch.random.fork_rng(devices=[target] if target.type == "cuda" else []):
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(a.shape[0], generator=generator)
+        test, validation, train = order[: rows[2]], order[rows[2] : rows[2] + rows[1]], order[rows[2] + rows[1] :]
+        a, b = _standardised(a, train, "x").to(target), _standardised(b, train, "y").to(target)
+        mi = default_registry().create("mi_gradient", name, dict(options or {})).to(target)
+        _check_gives_value(mi, a[test[: settings.batch_size]], b[test[: settings.batch_size]])
+        fit = _Fit(mi, settings, generator, _progress_bar(progress, settings.max_steps, name))
+        if list(mi.parameters()):
+            fit.train(a[train], b[train], a[validation], b[validation])
+        values, _ = _evaluate(mi.eval(), a[test], b[test], settings.batch_size)
+    return MIEstimate(
+        value=float(np.mean(values)),
+        stderr=float(np.std(values, ddof=1) / math.sqrt(len(values))),
+        steps=fit.steps,
+        best_step=fit.best_step,
+        history=tuple(fit.history),
+        estimator=name,
+        options=mi.options(),
+        settings=settings,
+        rows=rows,
+        test_batches=len(values),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _standardised(data: Tensor, train: Tensor, name: str) -> Tensor:
+    """``data`` ``[N, d]`` minus the mean, over the standard deviation, both of the ``train`` rows only."""
+    std = data[train].std(0)
+    flat = torch.nonzero(std == 0).flatten().tolist()
+    if flat:
+        raise ValueError(
+            f"column(s) {flat} of {name} are constant on the training rows (nearly constant overall); drop them"
+        )
+    return (data - data[train].mean(0)) / std
+
+
+@torch.no_grad()
+def _check_gives_value(mi: MIGradientEstimator, x: Tensor, y: Tensor) -> None:
+    """Raise if ``mi`` has no value to give (``estimate`` returns ``None``); also sizes a lazy critic."""
+    if mi.estimate(x, y) is None:
+        raise ValueError(
+            f"the estimator {mi.name!r} gives no MI value (its estimate() returns None: it estimates gradients "
+            "only); choose one that does, e.g. 'infonce', 'mine', 'mine-f' or 'smile' (`mireg list`)"
+        )
+
+
+class _Fit:
+    """Training with early stopping: the state of the steps so far (``steps``, ``best_step``, ``history``)."""
+
+    def __init__(self, mi: MIGradientEstimator, settings: Training, generator: torch.Generator, bar: Any) -> None:
+        self.mi, self.settings, self.generator, self.bar = mi, settings, generator, bar
+        self.steps = 0
+        self.best_step = 0
+        self.history: list[Evaluation] = []
+
+    def _batches(self, n: int) -> Iterator[Tensor]:
+        """Row indices of training batches: reshuffled every pass over the ``n`` rows, without end."""
+        while True:
+            order = torch.randperm(n, generator=self.generator)
+            for rows in _batches(n, self.settings.batch_size):
+                yield order[rows]
+
+    def train(self, x: Tensor, y: Tensor, x_validation: Tensor, y_validation: Tensor) -> None:
+        """Adam(W) steps on batches of ``x`` ``[n, dx]``, ``y`` ``[n, dy]``; keep the parameters with the
+        lowest training loss on the validation rows; stop ``patience`` steps after the last improvement."""
+        s, mi = self.settings, self.mi
+        optimizer = torch.optim.AdamW(mi.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        best_loss, best_state = math.inf, copy.deepcopy(mi.state_dict())
+        batches = self._batches(x.shape[0])
+        for step in range(1, s.max_steps + 1):
+            rows = next(batches).to(x.device)
+            mi.train()
+            optimizer.zero_grad(set_to_none=True)
+            loss = _training_loss(mi, x[rows], y[rows])
+            loss.backward()
+            optimizer.step()
+            self.steps = step
+            if self.bar is not None:
+                self.bar.update(1)
+            if step % s.eval_every and step != s.max_steps:
+                continue
+            values, losses = _evaluate(mi.eval(), x_validation, y_validation, s.batch_size)
+            seen, _ = _evaluate(mi, x[: x_validation.shape[0]], y[: x_validation.shape[0]], s.batch_size)
+            evaluation = Evaluation(step, float(np.mean(seen)), float(np.mean(values)), float(np.mean(losses)))
+            self.history.append(evaluation)
+            if not math.isfinite(evaluation.validation_loss):
+                break
+            if evaluation.validation_loss < best_loss:
+                best_loss, best_state, self.best_step = evaluation.validation_loss, copy.deepcopy(mi.state_dict()), step
+                if self.bar is not None:
+                    self.bar.set_postfix(validation=f"{evaluation.validation:.3f}")
+            elif step - self.best_step >= s.patience:
+                break
+        if self.bar is not None:
+            self.bar.close()
+        mi.load_state_dict(best_state)
