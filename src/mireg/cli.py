@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser("check", help="validate a configuration (names, options, types, paths) without training")
     p.add_argument("config", help="path of the TOML configuration")
+    from mireg.estimate_cli import add_estimate_parser
+
+    add_estimate_parser(sub)
     return parser
 
 
@@ -150,6 +153,13 @@ def _run(args: argparse.Namespace) -> int:
         print(results_table(results, resolved.task_cls.headline))
         print(f"results: {out / 'results.json'}  metrics: {out / 'metrics.jsonl'}  curves: {out / 'curves.png'}")
     return 0
+
+
+@command("estimate")
+def _estimate(args: argparse.Namespace) -> int:
+    from mireg.estimate_cli import run_estimate
+
+    return run_estimate(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
