@@ -204,6 +204,19 @@ def _split_sizes(n: int, batch: int, test_fraction: float, validation_fraction: 
     return n_train, n_validation, n_test
 
 
+def split_rows(
+    n: int, *, batch_size: int, test_fraction: float = 0.2, validation_fraction: float = 0.2, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The row indices (train, validation, test) that :func:`estimate_mi` uses for ``n`` rows and these
+    settings: a permutation of ``range(n)`` drawn from ``seed``, test rows first, then validation rows.
+
+    Raises ValueError when a split would hold too few rows for ``batch_size`` (see :func:`estimate_mi`).
+    """
+    _, n_validation, n_test = _split_sizes(n, batch_size, test_fraction, validation_fraction)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_test + n_validation :], order[n_test : n_test + n_validation], order[:n_test]
+
+
 def _batches(n: int, batch: int) -> list[slice]:
     """Disjoint slices of ``batch`` rows covering ``[0, n)`` (a remainder under one batch is dropped)."""
     return [slice(start, start + batch) for start in range(0, n - batch + 1, batch)]
@@ -240,7 +253,7 @@ def _progress_bar(enabled: bool | None, total: int, name: str) -> Any:
 def estimate_mi(
     x: object,
     y: object,
-    estimator: str = "infonce",
+    estimator: str | MIGradientEstimator = "infonce",
     *,
     options: Mapping[str, Any] | None = None,
     batch_size: int | None = None,
@@ -260,13 +273,15 @@ def estimate_mi(
     Args:
         x: ``[N, dx]`` (or ``[N]``, one column), numpy array, tensor or nested sequence of numbers.
         y: ``[N, dy]`` (or ``[N]``) with the same N; row i of x and y is one sample.
-        estimator: a registered MI-gradient estimator that gives a value (``mireg list``).
-        options: the estimator's options, e.g. ``{"hidden": 64}`` (``mireg show NAME``).
+        estimator: the name of a registered MI-gradient estimator that gives a value (``mireg list``),
+            or an instance (trained in place; its name picks the default settings).
+        options: the estimator's options, e.g. ``{"hidden": 64}`` (``mireg show NAME``); names only.
         batch_size, max_steps, lr, weight_decay, eval_every, patience: training settings (see
             :class:`Training`); ``None`` takes the measured default of :data:`TRAINING_DEFAULTS`.
         test_fraction: share of the rows held out for the reported value.
         validation_fraction: share of the rows for early stopping.
-        seed: splits, batches and the initialisation (the caller's global RNG state is restored).
+        seed: splits (:func:`split_rows`), batches and the initialisation (the caller's global RNG
+            state is restored afterwards).
         device: where to train, e.g. ``"cpu"`` or ``"cuda"``.
         progress: a progress bar on stderr; ``None``: only when stderr is a terminal.
     Returns:
@@ -288,7 +303,12 @@ def estimate_mi(
         )
     _check_columns(a, "x")
     _check_columns(b, "y")
-    name = default_registry().get("mi_gradient", estimator).name
+    if isinstance(estimator, MIGradientEstimator):
+        if options:
+            raise ValueError(f"options {sorted(options)} apply to an estimator name, not to an instance")
+        name = estimator.name
+    else:
+        name = default_registry().get("mi_gradient", estimator).name
     overrides: dict[str, Any] = {
         "batch_size": batch_size,
         "max_steps": max_steps,
@@ -300,15 +320,23 @@ def estimate_mi(
     settings = attrs.evolve(
         TRAINING_DEFAULTS.get(name, Training()), **{k: v for k, v in overrides.items() if v is not None}
     )
-    rows = _split_sizes(a.shape[0], settings.batch_size, test_fraction, validation_fraction)
+    train, validation, test = split_rows(
+        a.shape[0],
+        batch_size=settings.batch_size,
+        test_fraction=test_fraction,
+        validation_fraction=validation_fraction,
+        seed=seed,
+    )
+    rows = (len(train), len(validation), len(test))
     target = torch.device(device)
     with torch.random.fork_rng(devices=[target] if target.type == "cuda" else []):
         torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        order = torch.randperm(a.shape[0], generator=generator)
-        test, validation, train = order[: rows[2]], order[rows[2] : rows[2] + rows[1]], order[rows[2] + rows[1] :]
+        generator = torch.Generator().manual_seed(seed + 1)
         a, b = _standardised(a, train, "x").to(target), _standardised(b, train, "y").to(target)
-        mi = default_registry().create("mi_gradient", name, dict(options or {})).to(target)
+        if isinstance(estimator, MIGradientEstimator):
+            mi = estimator.to(target)
+        else:
+            mi = default_registry().create("mi_gradient", name, dict(options or {})).to(target)
         _check_gives_value(mi, a[test[: settings.batch_size]], b[test[: settings.batch_size]])
         fit = _Fit(mi, settings, generator, _progress_bar(progress, settings.max_steps, name))
         if list(mi.parameters()):
