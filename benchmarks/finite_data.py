@@ -26,6 +26,7 @@ import json
 import math
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 import mireg
+from mireg.estimate_cli import parse_options
 from mireg.testing import correlated_gaussian_mi, correlated_gaussian_two_js
 
 RESULTS = Path(__file__).parent / "results"
@@ -92,7 +94,9 @@ def target(name: str, d: int, rho: float, batch: int) -> float:
 def run_one(
     name: str, d: int, rho: float, data: tuple[np.ndarray, np.ndarray], label: str, options: dict, settings: dict
 ) -> dict:
+    cpu = time.process_time()
     result = mireg.estimate_mi(*data, name, options=options, progress=False, **settings)
+    cpu = time.process_time() - cpu
     goal = target(name, d, rho, result.settings.batch_size)
     row = {
         "estimator": name,
@@ -107,6 +111,7 @@ def run_one(
         "steps": result.steps,
         "best_step": result.best_step,
         "seconds": result.seconds,
+        "cpu_seconds": cpu,
         "last_train": result.history[-1].train if result.history else None,
         "options": {key: value for key, value in result.options.items() if key in options},
         "settings": {key: value for key, value in settings.items()},
@@ -116,7 +121,7 @@ def run_one(
         row["club_exact_q"] = d * rho * rho / (1 - rho * rho)
     print(
         f"{name:12s} {label:24s} d={d:2d} rho={rho}: {result.value:7.3f} ± {result.stderr:.3f} (target {goal:.3f}), "
-        f"{result.steps} steps (kept {result.best_step}), {result.seconds:.1f} s",
+        f"{result.steps} steps (kept {result.best_step}), {result.seconds:.1f} s, {cpu:.1f} s CPU",
         flush=True,
     )
     return row
@@ -126,7 +131,8 @@ def markdown(rows: list[dict], header: str) -> str:
     lines = [
         header,
         "",
-        "| estimator | candidate | d | ρ | target | value ± stderr | error | steps (kept) | s | torch-mist (issue) |",
+        "| estimator | candidate | d | ρ | target | value ± stderr | error | steps (kept) | s (CPU s) "
+        "| torch-mist (issue) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -134,7 +140,7 @@ def markdown(rows: list[dict], header: str) -> str:
         lines.append(
             f"| {r['estimator']} | {r['candidate']} | {r['d']} | {r['rho']} | {r['target']:.3f} | "
             f"{r['value']:.3f} ± {r['stderr']:.3f} | {r['error']:+.3f} | {r['steps']} ({r['best_step']}) | "
-            f"{r['seconds']:.1f} | {mist} |"
+            f"{r['seconds']:.1f} ({r['cpu_seconds']:.1f}) | {mist} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -148,6 +154,12 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="run the SWEEP candidates instead of the defaults")
     parser.add_argument("--quick", action="store_true", help="mine and infonce on d=5 rho=0.5, 2,000 rows")
     parser.add_argument("--name", default="", help="suffix of the result files")
+    parser.add_argument(
+        "-o", "--option", action="append", default=[], help="estimator option KEY=VALUE (one candidate)"
+    )
+    parser.add_argument(
+        "-s", "--setting", action="append", default=[], help="training setting KEY=VALUE (one candidate)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     names = ["mine", "infonce"] if args.quick else args.estimators.split(",")
@@ -155,11 +167,13 @@ def main() -> None:
         [(5, 0.5)] if args.quick else [(int(p.split(":")[0]), float(p.split(":")[1])) for p in args.problems.split(",")]
     )
     rows_count = 2000 if args.quick else args.rows
+    options, settings = parse_options(args.option), parse_options(args.setting)
+    custom = (" ".join(args.option + args.setting) or "defaults", options, settings)
     rows = []
     for d, rho in problems:
         data = problem(d, rho, rows_count, args.data_seed + d)
         for name in names:
-            candidates = SWEEP.get(name, [("defaults", {}, {})]) if args.sweep else [("defaults", {}, {})]
+            candidates = SWEEP.get(name, [("defaults", {}, {})]) if args.sweep else [custom]
             for label, options, settings in candidates:
                 rows.append(run_one(name, d, rho, data, label, options, settings))
     suffix = "_quick" if args.quick else (f"_{args.name}" if args.name else "")
@@ -176,7 +190,8 @@ def main() -> None:
     header = (
         f"# estimate_mi on {rows_count} rows of correlated Gaussians (held-out test rows; one torch thread)\n\n"
         f"Command: `nice -n 10 python benchmarks/finite_data.py {' '.join(sys.argv[1:])}`. "
-        "Seconds are wall-clock on a shared machine (other jobs running): compare them only within one table."
+        "Seconds are wall-clock on a shared machine (other jobs running); CPU seconds (one thread) are what a run "
+        "takes on an idle core."
     )
     (RESULTS / f"finite_data{suffix}.md").write_text(markdown(rows, header))
 
