@@ -273,7 +273,8 @@ def estimate_mi(
             or an instance (trained in place; its name picks the default settings).
         options: the estimator's options, e.g. ``{"hidden": 64}`` (``mireg show NAME``); names only.
         batch_size, max_steps, lr, weight_decay, eval_every, patience: training settings (see
-            :class:`Training`); ``None`` takes the measured default of :data:`TRAINING_DEFAULTS`.
+            :class:`Training`); ``None`` takes the measured default of :data:`TRAINING_DEFAULTS`
+            (``Training()`` for an estimator not listed there).
         test_fraction: share of the rows held out for the reported value.
         validation_fraction: share of the rows for early stopping.
         seed: splits (:func:`split_rows`), batches and the initialisation (the caller's global RNG
