@@ -7,6 +7,7 @@ end to end in tests/integration/test_estimate_mi_gaussian.py).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def gaussians(n: int, d: int, rho: float, seed: int = 0) -> tuple[np.ndarray, np
     return x, rho * x + math.sqrt(1 - rho * rho) * rng.standard_normal((n, d))
 
 
-SHORT = {"batch_size": 64, "max_steps": 60, "eval_every": 20, "patience": 1000}
+SHORT: dict[str, Any] = {"batch_size": 64, "max_steps": 60, "eval_every": 20, "patience": 1000}
 
 
 def test_rows_must_match() -> None:

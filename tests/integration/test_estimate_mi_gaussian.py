@@ -8,6 +8,7 @@ test rows (9 batches). CLUB is an upper bound: with the exact q(y|x) its value i
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import mireg
 
 RHO, DIM, ROWS = 0.8, 2, 3000
 TRUTH = -0.5 * DIM * math.log(1 - RHO * RHO)
-SHORT = {"batch_size": 64, "max_steps": 400, "lr": 3e-3, "eval_every": 25, "patience": 150}
+SHORT: dict[str, Any] = {"batch_size": 64, "max_steps": 400, "lr": 3e-3, "eval_every": 25, "patience": 150}
 
 
 def data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
