@@ -7,6 +7,8 @@ end to end in tests/integration/test_estimate_mi_gaussian.py).
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -237,3 +239,33 @@ def test_estimator_without_parameters_keeps_module_untrained() -> None:
     mi = Correlation()
     assert not list(mi.parameters()) and isinstance(mi, nn.Module)
     assert estimate_mi(x, y, mi, batch_size=64).best_step == 0
+
+
+def test_cli_reads_npz_and_reports_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mireg.cli import main
+
+    x, y = gaussians(640, 2, 0.5)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    np.savez(tmp_path / "wrong.npz", a=x, y=y)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y[:600])
+    cases = [
+        (["data.npz", "--estimator", "mige", "--batch-size", "64"], "'mige' gives no MI value"),
+        (["wrong.npz"], r"has no array\(s\) \['x'\]; it holds \['a', 'y'\]"),
+        (["x.npy", "y.npy"], "same number of rows"),
+        (["x.npy"], "must be an .npz archive"),
+        (["data.npz", "-o", "hidden"], "KEY=VALUE"),
+        (["data.npz", "--estimator", "nosuch"], "nosuch"),
+    ]
+    for argv, message in cases:
+        code = main(["estimate", *(str(tmp_path / a) if a.endswith((".npz", ".npy")) else a for a in argv)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("mireg estimate: error:"), (argv, err)
+        assert re.search(message, err), (argv, err)
+
+
+def test_cli_option_values_are_json_else_text() -> None:
+    from mireg.estimate_cli import parse_options
+
+    parsed = parse_options(["hidden=64", "lr=1e-3", "negatives=null", "critic=concat", "flag=true"])
+    assert parsed == {"hidden": 64, "lr": 1e-3, "negatives": None, "critic": "concat", "flag": True}
