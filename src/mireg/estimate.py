@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mireg.errors import NonFiniteError
 from mireg.estimators import MIGradientEstimator
 
 #: Columns with at most this many distinct values look discrete (a warning says why that misleads).
@@ -334,11 +335,16 @@ def estimate_mi(
             mi = estimator.to(target)
         else:
             mi = default_registry().create("mi_gradient", name, dict(options or {})).to(target)
-        _check_gives_value(mi, a[test[: settings.batch_size]], b[test[: settings.batch_size]])
+        _check_gives_value(mi, a[train[: settings.batch_size]], b[train[: settings.batch_size]])
         fit = _Fit(mi, settings, generator, _progress_bar(progress, settings.max_steps, name))
         if list(mi.parameters()):
             fit.train(a[train], b[train], a[validation], b[validation])
         values, _ = _evaluate(mi.eval(), a[test], b[test], settings.batch_size)
+    if not np.isfinite(values).all():
+        raise NonFiniteError(
+            f"{name} gave a non-finite value on the test rows even with the kept parameters (step {fit.best_step}); "
+            "lower lr or the critic's size"
+        )
     return MIEstimate(
         value=float(np.mean(values)),
         stderr=float(np.std(values, ddof=1) / math.sqrt(len(values))),
@@ -415,6 +421,12 @@ class _Fit:
             evaluation = Evaluation(step, float(np.mean(seen)), float(np.mean(values)), float(np.mean(losses)))
             self.history.append(evaluation)
             if not math.isfinite(evaluation.validation_loss):
+                warnings.warn(
+                    f"training diverged by step {step} (non-finite validation loss); kept the parameters of step "
+                    f"{self.best_step}: lower lr (now {s.lr}) for a trained estimate",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 break
             if evaluation.validation_loss < best_loss:
                 best_loss, best_state, self.best_step = evaluation.validation_loss, copy.deepcopy(mi.state_dict()), step

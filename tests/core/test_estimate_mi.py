@@ -269,3 +269,21 @@ def test_cli_option_values_are_json_else_text() -> None:
 
     parsed = parse_options(["hidden=64", "lr=1e-3", "negatives=null", "critic=concat", "flag=true"])
     assert parsed == {"hidden": 64, "lr": 1e-3, "negatives": None, "critic": "concat", "flag": True}
+
+
+def test_divergence_keeps_the_last_finite_parameters_and_warns() -> None:
+    class Exploding(TinyNCE):
+        """Its critic turns NaN at the 30th step (as an overflowing exp(T) would)."""
+
+        calls = 0
+
+        def forward(self, x: Tensor, z: Tensor) -> Tensor:
+            Exploding.calls += self.training
+            value = super().forward(x, z)
+            return value * math.nan if Exploding.calls >= 30 else value
+
+    x, y = gaussians(1000, 2, 0.7, seed=6)
+    torch.manual_seed(0)
+    with pytest.warns(RuntimeWarning, match=r"diverged by step 40.*kept the parameters of step 20: lower lr"):
+        result = estimate_mi(x, y, Exploding(), batch_size=64, max_steps=100, eval_every=20)
+    assert result.steps == 40 and result.best_step == 20 and math.isfinite(result.value)
