@@ -20,6 +20,7 @@ from mireg.errors import (
     PluginError,
     UnknownEstimatorError,
 )
+from mireg.estimate import MIEstimate, estimate_mi
 from mireg.estimators import MIGradientEstimator, ScoreEstimator
 from mireg.hookspecs import hookimpl
 from mireg.registry import EstimatorInfo, _version
@@ -28,6 +29,7 @@ __all__ = [
     "AmbiguousEstimatorError",
     "ConfigError",
     "EstimatorInfo",
+    "MIEstimate",
     "MIGradientEstimator",
     "OptionError",
     "PluginError",
@@ -35,6 +37,7 @@ __all__ = [
     "UnknownEstimatorError",
     "__version__",
     "entropy_surrogate",
+    "estimate_mi",
     "hookimpl",
     "list_estimators",
     "mi_gradient_estimator",

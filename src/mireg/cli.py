@@ -1,4 +1,4 @@
-"""The ``mireg`` command: ``list``, ``plugins``, ``show``, ``run`` and ``check``.
+"""The ``mireg`` command: ``list``, ``plugins``, ``show``, ``run``, ``check`` and ``estimate``.
 
 A user's mistake (a bad config, name, path or option) ends the command with one line on stderr
 and exit status 2, never a traceback.
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mireg.errors import AmbiguousEstimatorError, ConfigError, MiregError, OutputError, UnknownEstimatorError
+from mireg.estimate_cli import add_estimate_parser
 from mireg.options import option_specs
 from mireg.registry import _version, default_registry
 from mireg.text import did_you_mean
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
     p.add_argument("--device", default=None, help="override train.device")
     _out_arguments(p, "also check that `mireg run` could write into this output directory")
+    add_estimate_parser(sub)
     return parser
 
 
@@ -222,6 +224,13 @@ def _run(args: argparse.Namespace) -> int:
         print(results_table(results, resolved.task_cls.headline))
         print(f"results: {out / 'results.json'}  metrics: {out / 'metrics.jsonl'}  curves: {out / 'curves.png'}")
     return 0
+
+
+@command("estimate")
+def _estimate(args: argparse.Namespace) -> int:
+    from mireg.estimate_cli import run_estimate
+
+    return run_estimate(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

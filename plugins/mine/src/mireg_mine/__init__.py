@@ -6,11 +6,13 @@ import mireg
 from mireg.hookspecs import Register
 from mireg_mine.dv import MINE
 from mireg_mine.nwj import MINEf
+from mireg_mine.smile import SMILE
 
-__all__ = ["MINE", "MINEf"]
+__all__ = ["MINE", "SMILE", "MINEf"]
 
 
 @mireg.hookimpl
 def register_mi_gradient_estimators(register: Register) -> None:
     register(MINE)
     register(MINEf)
+    register(SMILE)
