@@ -327,6 +327,21 @@ class MIGE(MIGradientEstimator):
             conditional = -(conditional_score.detach() * z).sum(-1).mean()  # type: ignore[union-attr]
         return marginal - conditional
 
-    def estimate(self, x: Tensor, z: Tensor) -> None:
-        """MIGE estimates gradients only: always ``None``."""
-        return None
+    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
+        """I(x; z) in nats from this estimator's score estimates by the heat-flow identity.
+
+        See :func:`mireg.heat_flow.heat_flow_mi` (default grid, one noise draw from a generator
+        seeded with ``seed``, so equal batches give equal values). With ``projection_dim`` it is
+        I(R x; z) ≤ I(x; z), the quantity whose gradient ``forward`` estimates.
+
+        Args:
+            x: ``[B, dx]`` data side; z: ``[B, dz]``; B >= 3 (k + dz) + 2 with k the projected width.
+        Returns:
+            A 0-dim tensor without gradient.
+        """
+        from mireg.heat_flow import heat_flow_mi  # heat_flow builds on this module's preconditioned_score
+
+        a, z = gather_rows(self._project(x)), gather_rows(z)
+        generator = torch.Generator(device=a.device).manual_seed(self.seed)
+        estimator: ScoreEstimator = self.estimators["joint"]  # type: ignore[assignment]
+        return heat_flow_mi(a, z, estimator, generator=generator)
