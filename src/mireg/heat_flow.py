@@ -193,7 +193,8 @@ def heat_flow_mi(
         draws: noise draws (each with its own control batch) the correction is averaged over.
         generator: the source of the noise and of the control batches (default: torch's global one).
     Returns:
-        A 0-dim tensor without gradient, in the dtype of ``x`` (the work is done in float64).
+        A 0-dim tensor without gradient, in the dtype of ``x``. Whitening, noise and control batch are
+        computed in float64, the scores in the dtype of ``x`` (float32 halves their cost).
     Raises:
         ValueError: mismatched rows, NaN/Inf, M < 3 (dx + dy) + 2 (the noise must be orthogonal to
             the data and to the control batch), singular sample covariances, a bad grid or ``draws``.
@@ -223,9 +224,10 @@ def heat_flow_mi(
             noise = orthogonal_noise(w, control, generator=generator)
             gaps = torch.stack(
                 [
-                    _fisher_gap(score, w + t.sqrt() * noise, dx) - _fisher_gap(score, control + t.sqrt() * noise, dx)
+                    _fisher_gap(score, (w + t.sqrt() * noise).to(x.dtype), dx)
+                    - _fisher_gap(score, (control + t.sqrt() * noise).to(x.dtype), dx)
                     for t in times
                 ]
-            )
+            ).double()
             corrections.append(0.5 * torch.trapezoid(times * gaps, times.log()))
         return (plugin + torch.stack(corrections).mean()).to(x.dtype)
