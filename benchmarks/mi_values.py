@@ -221,7 +221,7 @@ def main() -> None:
     parser.add_argument("--m", type=int, default=512)
     parser.add_argument("--estimators", nargs="+", help="names of ESTIMATORS (default: all)")
     parser.add_argument("--t-min", type=float, default=1e-4)
-    parser.add_argument("--t-max", type=float, default=1e3)
+    parser.add_argument("--t-max", type=float, default=10.0)
     parser.add_argument("--points-per-decade", type=float, default=2.0)
     parser.add_argument("--draws", type=int, default=1)
     parser.add_argument("--timing", type=int, default=5, help="rounds of the d = 5 + 5 timing (0: none)")
