@@ -36,6 +36,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -53,7 +54,7 @@ def warp(t: Tensor) -> Tensor:
     return t + 0.4 * t**3
 
 
-def heat_flow(score: str, grid: dict[str, float], **options: float) -> Estimator:
+def heat_flow(score: str, grid: dict[str, Any], **options: float) -> Estimator:
     estimator = mireg.score_estimator(score, **options)
 
     def run(x: Tensor, y: Tensor, seed: int) -> float:
@@ -63,14 +64,16 @@ def heat_flow(score: str, grid: dict[str, float], **options: float) -> Estimator
 
 
 def mige_value(x: Tensor, y: Tensor, seed: int) -> float:
-    return float(mireg.mi_gradient_estimator("mige", seed=seed).estimate(x, y))
+    value = mireg.mi_gradient_estimator("mige", seed=seed).estimate(x, y)
+    assert value is not None  # MIGE returns a value
+    return float(value)
 
 
 def plugin(x: Tensor, y: Tensor, seed: int) -> float:
     return float(gaussian_plugin_mi(x, y))
 
 
-def estimators(grid: dict[str, float]) -> dict[str, Estimator]:
+def estimators(grid: dict[str, Any]) -> dict[str, Estimator]:
     return {
         "heat-flow stein 1x": heat_flow("stein", grid, bandwidth_multiplier=1.0),
         "heat-flow stein 2x": heat_flow("stein", grid, bandwidth_multiplier=2.0),
