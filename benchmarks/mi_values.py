@@ -3,7 +3,8 @@
 Problems, each at M = 512 rows and ``--seeds`` seeds (the same samples for every estimator):
 
 * correlated Gaussians x, ε ~ N(0, I_d), y = ρ x + sqrt(1 − ρ²) ε, I = −(d/2) log(1 − ρ²), for
-  d ∈ {1, 5, 20} and ρ ∈ {0.5, 0.9, 0.99} (up to 39.2 nats);
+  d ∈ {1, 5, 20} and ρ ∈ {0, 0.5, 0.9, 0.99} (up to 39.2 nats; ρ = 0 is independence, I = 0,
+  reported as absolute error and left out of the plot's log axes);
 * the warped toy: every coordinate of x and y of the same problems mapped by t ↦ t + 0.4 t³
   (invertible per coordinate, so I is unchanged and the joint is not Gaussian).
 
@@ -11,6 +12,7 @@ Estimators (``ESTIMATORS``; a new column is one more entry, a function of (x, y,
 
 * ``heat-flow stein 1x`` / ``stein 2x``: :func:`mireg.heat_flow.heat_flow_mi` with the Stein
   estimator (eta 0.1) at 1× / 2× the median bandwidth;
+* ``heat-flow stein 1x ranks``: the same on per-coordinate normal scores (``ranks=True``);
 * ``heat-flow mige``: the value ``MIGE.estimate`` returns with MIGE's default score (SSGE with
   TUNED_SCORE_OPTIONS);
 * ``gaussian plug-in``: ½ log det ratio of the sample covariances minus its exact Wishart bias
@@ -54,11 +56,12 @@ def warp(t: Tensor) -> Tensor:
     return t + 0.4 * t**3
 
 
-def heat_flow(score: str, grid: dict[str, Any], **options: float) -> Estimator:
+def heat_flow(score: str, grid: dict[str, Any], *, ranks: bool = False, **options: float) -> Estimator:
     estimator = mireg.score_estimator(score, **options)
 
     def run(x: Tensor, y: Tensor, seed: int) -> float:
-        return float(heat_flow_mi(x, y, estimator, generator=torch.Generator().manual_seed(seed), **grid))
+        generator = torch.Generator().manual_seed(seed)
+        return float(heat_flow_mi(x, y, estimator, generator=generator, ranks=ranks, **grid))
 
     return run
 
@@ -77,6 +80,7 @@ def estimators(grid: dict[str, Any]) -> dict[str, Estimator]:
     return {
         "heat-flow stein 1x": heat_flow("stein", grid, bandwidth_multiplier=1.0),
         "heat-flow stein 2x": heat_flow("stein", grid, bandwidth_multiplier=2.0),
+        "heat-flow stein 1x ranks": heat_flow("stein", grid, ranks=True, bandwidth_multiplier=1.0),
         "heat-flow mige": mige_value,
         "gaussian plug-in": plugin,
     }
@@ -114,7 +118,8 @@ def run_problem(kind: str, d: int, rho: float, m: int, seeds: int, chosen: dict[
                 "values": values[name],
                 "mean": mean,
                 "std": statistics.stdev(values[name]) if seeds > 1 else 0.0,
-                "relative_error": (mean - truth) / truth,
+                "error": mean - truth,
+                "relative_error": (mean - truth) / truth if truth > 0 else None,
                 "seconds": statistics.fmean(seconds[name]),
             }
         )
@@ -139,16 +144,26 @@ def timing(chosen: dict[str, Estimator], rounds: int) -> dict[str, dict[str, flo
 
 
 def summary(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Per estimator: mean |relative error| on the Gaussians with I >= 0.7 and on the warped toy."""
+    """Per estimator and problem: mean and max |relative error| where I >= 0.7, max |error| where I = 0."""
     out: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(r["estimator"] for r in rows):
-        mine = [r for r in rows if r["estimator"] == name and r["truth"] >= 0.7]
         for kind in ("gaussian", "warped"):
-            errors = [abs(r["relative_error"]) for r in mine if r["problem"] == kind]
+            mine = [r for r in rows if r["estimator"] == name and r["problem"] == kind]
+            errors = [abs(r["relative_error"]) for r in mine if r["truth"] >= 0.7]
             if errors:
                 out.setdefault(name, {})[f"{kind}_mean_abs_rel_error"] = statistics.fmean(errors)
                 out[name][f"{kind}_max_abs_rel_error"] = max(errors)
+            independent = [abs(r["error"]) for r in mine if r["truth"] == 0]
+            if independent:
+                out.setdefault(name, {})[f"{kind}_independent_max_abs_error"] = max(independent)
     return out
+
+
+def relative(row: dict) -> str:
+    """The relative error in percent, or the absolute error in nats where the truth is 0."""
+    if row["relative_error"] is None:
+        return f"{row['error']:+.3f} nats"
+    return f"{100 * row['relative_error']:+.1f}%"
 
 
 def markdown(rows: list[dict], summaries: dict, timings: dict | None) -> str:
@@ -159,10 +174,10 @@ def markdown(rows: list[dict], summaries: dict, timings: dict | None) -> str:
     for r in rows:
         lines.append(
             f"| {r['problem']} | {r['d']} | {r['rho']} | {r['truth']:.3f} | {r['estimator']} | {r['mean']:.3f} | "
-            f"{r['std']:.3f} | {100 * r['relative_error']:+.1f}% | {r['seconds']:.2f} |"
+            f"{r['std']:.3f} | {relative(r)} | {r['seconds']:.2f} |"
         )
-    lines += ["", "Mean (max) |relative error| over problems with I ≥ 0.7 nats:", ""]
-    lines += ["| estimator | gaussian | warped |", "|---|---|---|"]
+    lines += ["", "Mean (max) |relative error| over problems with I ≥ 0.7 nats; max |error| at I = 0 (ρ = 0):", ""]
+    lines += ["| estimator | gaussian | warped | gaussian, I = 0 | warped, I = 0 |", "|---|---|---|---|---|"]
     for name, s in summaries.items():
         cells = [
             f"{100 * s[f'{k}_mean_abs_rel_error']:.1f}% ({100 * s[f'{k}_max_abs_rel_error']:.1f}%)"
@@ -170,7 +185,11 @@ def markdown(rows: list[dict], summaries: dict, timings: dict | None) -> str:
             else ""
             for k in ("gaussian", "warped")
         ]
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+        cells += [
+            f"{s[f'{k}_independent_max_abs_error']:.3f} nats" if f"{k}_independent_max_abs_error" in s else ""
+            for k in ("gaussian", "warped")
+        ]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
     if timings:
         lines += ["", "Seconds per estimate, M = 512, d = 5 + 5, interleaved rounds: median [min, max]", ""]
         lines += ["| estimator | median | min | max |", "|---|---|---|---|"]
@@ -188,7 +207,7 @@ def plot(rows: list[dict], m: int, path: Path) -> None:
     names = list(dict.fromkeys(r["estimator"] for r in rows))
     markers = dict(zip(names, "osD^vx+*", strict=False))
     for ax, kind in zip(axes, ("gaussian", "warped"), strict=True):
-        mine = [r for r in rows if r["problem"] == kind]
+        mine = [r for r in rows if r["problem"] == kind and r["truth"] > 0]
         if not mine:
             continue
         for name in names:
@@ -218,7 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="d = 5, one seed, heat-flow stein 1x and plug-in")
     parser.add_argument("--dims", type=int, nargs="+", default=[1, 5, 20])
-    parser.add_argument("--rhos", type=float, nargs="+", default=[0.5, 0.9, 0.99])
+    parser.add_argument("--rhos", type=float, nargs="+", default=[0.0, 0.5, 0.9, 0.99])
     parser.add_argument("--problems", nargs="+", default=["gaussian", "warped"], choices=["gaussian", "warped"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--m", type=int, default=512)
@@ -247,7 +266,7 @@ def main() -> None:
                     rows.append(row)
                     print(
                         f"{kind:8s} d={d:2d} rho={rho:<4} {row['estimator']:20s} {row['mean']:8.3f} vs "
-                        f"{row['truth']:8.3f} ({100 * row['relative_error']:+6.1f}%, {row['seconds']:.2f} s)",
+                        f"{row['truth']:8.3f} ({relative(row)}, {row['seconds']:.2f} s)",
                         flush=True,
                     )
     timings = timing(chosen, args.timing) if args.timing else None

@@ -76,6 +76,7 @@ __all__ = [
     "gaussian_plugin_mi",
     "heat_flow_mi",
     "log_time_grid",
+    "normal_scores",
     "orthogonal_noise",
 ]
 
@@ -90,6 +91,13 @@ def _symmetric_power(cov: Tensor, power: float, what: str) -> Tensor:
             f"duplicated rows); MI needs full-rank data on each side: drop the dependent columns"
         )
     return (vectors * values.pow(power)) @ vectors.T
+
+
+def normal_scores(samples: Tensor) -> Tensor:
+    """Each column of ``samples`` ``[M, d]`` replaced by Φ⁻¹(rank / (M + 1)), ranks 1…M (ties broken
+    by order): an increasing map per coordinate, so I is unchanged and every marginal is Gaussian."""
+    ranks = samples.argsort(0).argsort(0).to(torch.float64) + 1
+    return torch.special.ndtri(ranks / (samples.shape[0] + 1))
 
 
 def _whiten(samples: Tensor, what: str) -> Tensor:
@@ -188,6 +196,7 @@ def heat_flow_mi(
     points_per_decade: float = 2.0,
     draws: int = 1,
     generator: torch.Generator | None = None,
+    ranks: bool = False,
 ) -> Tensor:
     """I(x; y) in nats from score estimates by the heat-flow identity (module docstring).
 
@@ -199,6 +208,11 @@ def heat_flow_mi(
             side's own (whitened) scale.
         draws: noise draws (each with its own control batch) the correction is averaged over.
         generator: the source of the noise and of the control batches (default: torch's global one).
+        ranks: replace every coordinate by its normal scores first (:func:`normal_scores`). Kernel
+            estimators report dependence where there is none when the marginals are far from
+            Gaussian (heavy tails), and the Gaussian control does not cancel that; per-coordinate
+            normal scores remove it for coordinate-wise non-Gaussianity. Then the estimate is no
+            longer exactly unbiased on Gaussians (ranks attenuate strong correlations slightly).
     Returns:
         A 0-dim tensor without gradient, in the dtype of ``x``. Whitening, noise and control batch are
         computed in float64, the scores in the dtype of ``x`` (float32 halves their cost).
@@ -222,7 +236,8 @@ def heat_flow_mi(
         )
     times = log_time_grid(t_min, t_max, points_per_decade)
     with torch.no_grad():
-        w = torch.cat([_whiten(x.double(), "x"), _whiten(y.double(), "y")], dim=1)
+        sides = [normal_scores(a) if ranks else a.double() for a in (x, y)]
+        w = torch.cat([_whiten(sides[0], "x"), _whiten(sides[1], "y")], dim=1)
         cov = w.T @ w / m
         plugin = gaussian_mi(cov, dx) - gaussian_mi_bias(m, dx, dy)
         corrections = []
