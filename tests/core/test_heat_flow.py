@@ -20,6 +20,7 @@ from mireg.heat_flow import (
     gaussian_plugin_mi,
     heat_flow_mi,
     log_time_grid,
+    normal_scores,
     orthogonal_noise,
 )
 from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth
@@ -137,6 +138,17 @@ def test_draws_average_consecutive_single_draws() -> None:
     generator = torch.Generator().manual_seed(0)
     two = float(heat_flow_mi(x, y, KernelDensityScore(), draws=2, generator=generator, points_per_decade=1))
     assert two == pytest.approx(sum(singles) / 2, abs=1e-10)
+
+
+def test_normal_scores_make_the_value_invariant_to_increasing_maps() -> None:
+    x, y = toy(64, 2, 0.8, seed=11)
+    scores = normal_scores(x)
+    levels = torch.special.ndtri(torch.arange(1, 65, dtype=F64) / 65)
+    torch.testing.assert_close(scores[:, 0].sort().values, levels, atol=1e-12, rtol=0)
+    assert bool((scores[:, 1].argsort() == x[:, 1].argsort()).all())  # order kept
+    base = estimate(x, y, KernelDensityScore(), ranks=True, points_per_decade=1)
+    warped = estimate(x.exp(), y + 0.4 * y**3, KernelDensityScore(), ranks=True, points_per_decade=1)
+    assert warped == pytest.approx(base, abs=1e-12)
 
 
 def test_log_time_grid() -> None:
