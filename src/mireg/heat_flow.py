@@ -81,15 +81,27 @@ __all__ = [
 ]
 
 
-def _symmetric_power(cov: Tensor, power: float, what: str) -> Tensor:
+def _singular_side(what: str) -> str:
+    return (
+        f"{what} has a singular sample covariance (a constant or linearly dependent column); "
+        "MI needs full-rank data on each side: drop the dependent columns"
+    )
+
+
+#: Raised when the whitened sides are linearly dependent on each other.
+SINGULAR_JOINT = (
+    "the joint sample covariance of (x, y) is singular: on this batch y is an affine function of x "
+    "(or the reverse), and the MI of such a pair is infinite; heat-flow MI needs a full-rank joint "
+    "(e.g. a stochastic or nonlinear encoder, or fewer output dimensions)"
+)
+
+
+def _symmetric_power(cov: Tensor, power: float, error: str) -> Tensor:
     """``cov ** power`` ``[d, d]`` of a symmetric positive-definite ``cov`` by its eigendecomposition
-    (the symmetric root is rotation-equivariant: (Rᵀ C R)^p = Rᵀ C^p R)."""
+    (the symmetric root is rotation-equivariant: (Rᵀ C R)^p = Rᵀ C^p R); ``error`` if it is singular."""
     values, vectors = torch.linalg.eigh(cov)
     if not bool(values.min() > values.max() * cov.shape[0] * torch.finfo(cov.dtype).eps):
-        raise ValueError(
-            f"{what} has a singular sample covariance (a constant or linearly dependent column, or "
-            f"duplicated rows); MI needs full-rank data on each side: drop the dependent columns"
-        )
+        raise ValueError(error)
     return (vectors * values.pow(power)) @ vectors.T
 
 
@@ -103,7 +115,7 @@ def normal_scores(samples: Tensor) -> Tensor:
 def _whiten(samples: Tensor, what: str) -> Tensor:
     """``samples`` ``[M, d]`` centred and mapped to sample covariance exactly I."""
     centred = samples - samples.mean(0, keepdim=True)
-    return centred @ _symmetric_power(centred.T @ centred / samples.shape[0], -0.5, what)
+    return centred @ _symmetric_power(centred.T @ centred / samples.shape[0], -0.5, _singular_side(what))
 
 
 def gaussian_mi(cov: Tensor, dx: int) -> Tensor:
@@ -129,7 +141,7 @@ def gaussian_plugin_mi(x: Tensor, y: Tensor) -> Tensor:
     joint = torch.cat([x, y], dim=1).double()
     centred = joint - joint.mean(0, keepdim=True)
     cov = centred.T @ centred / joint.shape[0]
-    _symmetric_power(cov, 1.0, "the joint (x, y)")  # a clear error instead of a NaN log det
+    _symmetric_power(cov, 1.0, SINGULAR_JOINT)  # a clear error instead of a NaN log det
     return gaussian_mi(cov, x.shape[1]) - gaussian_mi_bias(joint.shape[0], x.shape[1], y.shape[1])
 
 
@@ -146,16 +158,16 @@ def _orthonormalise_against(raw: Tensor, basis: Tensor, what: str) -> Tensor:
     rounding) and scaled to sample covariance exactly I (symmetric root: equivariant)."""
     for _ in range(2):
         raw = raw - basis @ (basis.T @ raw)
-    return raw @ _symmetric_power(raw.T @ raw / raw.shape[0], -0.5, what)
+    return raw @ _symmetric_power(raw.T @ raw / raw.shape[0], -0.5, f"{what} is rank-deficient (M too small?)")
 
 
 def gaussian_control_batch(w: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """A Gaussian batch ``[M, D]`` with sample mean 0 and sample covariance exactly that of the
     centred batch ``w`` ``[M, D]``: a Haar-random orthonormal frame times Σ̂^{1/2}."""
     m = w.shape[0]
+    root = _symmetric_power(w.T @ w / m, 0.5, SINGULAR_JOINT)
     ones = w.new_full((m, 1), m**-0.5)
-    frame = _orthonormalise_against(_draw_equivariant(w, generator), ones, "the control batch")
-    return frame @ _symmetric_power(w.T @ w / m, 0.5, "the joint (x, y)")
+    return _orthonormalise_against(_draw_equivariant(w, generator), ones, "the control batch") @ root
 
 
 def orthogonal_noise(*batches: Tensor, generator: torch.Generator | None = None) -> Tensor:

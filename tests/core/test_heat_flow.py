@@ -173,6 +173,10 @@ def test_bad_input_gets_clear_errors() -> None:
         heat_flow_mi(x[:13], y[:13], score)
     with pytest.raises(ValueError, match="y has a singular sample covariance"):
         heat_flow_mi(x, torch.cat([y[:, :1], 2 * y[:, :1]], 1), score)
+    with pytest.raises(ValueError, match="y is an affine function of x"):
+        heat_flow_mi(x, x @ torch.tensor([[1.0, 2.0], [0.5, -1.0]], dtype=F64) + 3.0, score)
+    with pytest.raises(ValueError, match="y is an affine function of x"):
+        gaussian_plugin_mi(x, 2 * x[:, :1])
     with pytest.raises(ValueError, match="draws must be a positive integer"):
         heat_flow_mi(x, y, score, draws=0)
     with pytest.raises(ValueError, match="need 0 < t_min < t_max"):
