@@ -16,7 +16,7 @@ from mireg.heat_flow import gaussian_plugin_mi, heat_flow_mi
 from mireg.testing import correlated_gaussian_mi, correlated_gaussians
 from mireg_stein import Stein
 
-STEIN = Stein(bandwidth_multiplier=1.0)
+STEIN = Stein()  # eta 0.1, twice the median bandwidth: the most accurate values in benchmarks/mi_values.py
 
 
 def toy(
@@ -28,8 +28,8 @@ def toy(
     return x.to(dtype), y.to(dtype)
 
 
-def estimate(x: Tensor, y: Tensor, seed: int) -> float:
-    return float(heat_flow_mi(x, y, STEIN, generator=torch.Generator().manual_seed(seed)))
+def estimate(x: Tensor, y: Tensor, seed: int, *, ranks: bool = False) -> float:
+    return float(heat_flow_mi(x, y, STEIN, generator=torch.Generator().manual_seed(seed), ranks=ranks))
 
 
 @pytest.mark.parametrize(("d", "rho"), [(5, 0.9), (20, 0.99)])
@@ -44,13 +44,21 @@ def test_warped_toy_within_15_percent_where_the_plugin_is_not() -> None:
     heat = sum(estimate(x, y, seed) for seed, (x, y) in enumerate(batches)) / 3
     plugin = sum(float(gaussian_plugin_mi(x, y)) for x, y in batches) / 3
     assert heat == pytest.approx(truth, rel=0.15)
-    assert abs(heat - truth) < 0.5 * abs(plugin - truth)  # the plug-in misses by 0.57 nats (14%)
+    assert abs(heat - truth) < 0.6 * abs(plugin - truth)  # the plug-in misses by 0.53 nats (13%)
 
 
 def test_independent_sides_give_about_zero() -> None:
-    # ρ = 0, d = 5 + 5: within ±0.15 nats for each of 3 seeds (M = 512).
+    # ρ = 0, d = 5 + 5: within ±0.05 nats for each of 3 seeds (M = 512).
     for seed in range(3):
-        assert abs(estimate(*toy(512, 5, 0.0, seed), seed)) < 0.15
+        assert abs(estimate(*toy(512, 5, 0.0, seed), seed)) < 0.05
+
+
+def test_normal_scores_remove_the_heavy_tail_artefact() -> None:
+    # Independent warped sides (I = 0): heavy-tailed marginals make the kernel scores report about
+    # +0.3 nats of dependence, which the Gaussian control does not cancel; normal scores do.
+    for seed in range(2):
+        x, y = toy(512, 5, 0.0, seed, warped=True)
+        assert abs(estimate(x, y, seed, ranks=True)) < 0.05
 
 
 def test_invariant_to_affine_maps_of_each_side() -> None:
