@@ -12,7 +12,7 @@ Estimators (``ESTIMATORS``; a new column is one more entry, a function of (x, y,
 
 * ``heat-flow stein 1x`` / ``stein 2x``: :func:`mireg.heat_flow.heat_flow_mi` with the Stein
   estimator (eta 0.1) at 1× / 2× the median bandwidth;
-* ``heat-flow stein 1x ranks``: the same on per-coordinate normal scores (``ranks=True``);
+* ``heat-flow stein 2x ranks``: stein 2x on per-coordinate normal scores (``ranks=True``);
 * ``heat-flow mige``: the value ``MIGE.estimate`` returns with MIGE's default score (SSGE with
   TUNED_SCORE_OPTIONS);
 * ``gaussian plug-in``: ½ log det ratio of the sample covariances minus its exact Wishart bias
@@ -80,7 +80,7 @@ def estimators(grid: dict[str, Any]) -> dict[str, Estimator]:
     return {
         "heat-flow stein 1x": heat_flow("stein", grid, bandwidth_multiplier=1.0),
         "heat-flow stein 2x": heat_flow("stein", grid, bandwidth_multiplier=2.0),
-        "heat-flow stein 1x ranks": heat_flow("stein", grid, ranks=True, bandwidth_multiplier=1.0),
+        "heat-flow stein 2x ranks": heat_flow("stein", grid, ranks=True, bandwidth_multiplier=2.0),
         "heat-flow mige": mige_value,
         "gaussian plug-in": plugin,
     }
