@@ -330,9 +330,11 @@ class MIGE(MIGradientEstimator):
     def estimate(self, x: Tensor, z: Tensor) -> Tensor:
         """I(x; z) in nats from this estimator's score estimates by the heat-flow identity.
 
-        See :func:`mireg.heat_flow.heat_flow_mi` (default grid, one noise draw from a generator
-        seeded with ``seed``, so equal batches give equal values). With ``projection_dim`` it is
-        I(R x; z) ≤ I(x; z), the quantity whose gradient ``forward`` estimates.
+        See :func:`mireg.heat_flow.heat_flow_mi`: default grid, one noise draw from a generator
+        seeded with ``seed`` (equal batches give equal values), and per-coordinate normal scores
+        (``ranks=True``), without which heavy-tailed coordinates read as dependence
+        (benchmarks/mi_values.py). With ``projection_dim`` it is I(R x; z) ≤ I(x; z), the
+        quantity whose gradient ``forward`` estimates.
 
         Args:
             x: ``[B, dx]`` data side; z: ``[B, dz]``; B >= 3 (k + dz) + 2 with k the projected width.
@@ -344,4 +346,4 @@ class MIGE(MIGradientEstimator):
         a, z = gather_rows(self._project(x)), gather_rows(z)
         generator = torch.Generator(device=a.device).manual_seed(self.seed)
         estimator: ScoreEstimator = self.estimators["joint"]  # type: ignore[assignment]
-        return heat_flow_mi(a, z, estimator, generator=generator)
+        return heat_flow_mi(a, z, estimator, generator=generator, ranks=True)
