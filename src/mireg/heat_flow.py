@@ -53,6 +53,15 @@ given Σ̂, E[F̂ − F̂_G | Σ̂] = 0 for any score estimator, and Î is unbia
 fitted-Gaussian score (exact on Gaussians) F̂ = F̂_G exactly (both depend on the batch only
 through its sample covariance Σ̂ + t I), so Î is the bias-corrected plug-in itself.
 
+**Non-Gaussian marginals.** On independent sides with heavy-tailed coordinates the kernel
+scores of the joint and of the marginals disagree more than on the Gaussian control, so the
+correction reads dependence that is not there. ``ranks=True`` first maps every coordinate to its
+normal scores Φ⁻¹(rank / (M + 1)), an increasing map that leaves I unchanged and makes each
+marginal coordinate Gaussian; the correction then measures only the non-Gaussian dependence.
+The price is a slight attenuation of strong correlations by the rank transform (and the
+Gaussian-exactness above no longer holds exactly). What is left unresolved at any setting:
+structure finer than the kernel bandwidth, where the estimate falls back to the Gaussian value.
+
 **Invariance.** Every matrix function used is rotation-equivariant (symmetric square roots, the
 noise is drawn as H₁ H₂ᵀ w and projected, see :func:`orthogonal_noise`): an invertible affine map
 of x or of y turns w, g and the noise into the same rotation of them, so with a
