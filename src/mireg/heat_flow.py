@@ -233,7 +233,9 @@ def heat_flow_mi(
             estimators report dependence where there is none when the marginals are far from
             Gaussian (heavy tails), and the Gaussian control does not cancel that; per-coordinate
             normal scores remove it for coordinate-wise non-Gaussianity. Then the estimate is no
-            longer exactly unbiased on Gaussians (ranks attenuate strong correlations slightly).
+            longer exactly unbiased on Gaussians (ranks attenuate strong correlations slightly), and
+            the draw-for-draw invariance holds for increasing maps of each coordinate instead of
+            for affine maps that mix coordinates.
     Returns:
         A 0-dim tensor without gradient, in the dtype of ``x``. Whitening, noise and control batch are
         computed in float64, the scores in the dtype of ``x`` (float32 halves their cost).
