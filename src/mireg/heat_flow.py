@@ -121,6 +121,16 @@ def normal_scores(samples: Tensor) -> Tensor:
     return torch.special.ndtri(ranks / (samples.shape[0] + 1))
 
 
+def _side(samples: Tensor, what: str, ranks: bool) -> Tensor:
+    """``samples`` ``[M, d]`` in float64, as normal scores when ``ranks`` (a constant column, which
+    ranks would turn into a spurious row-order feature, is refused)."""
+    if not ranks:
+        return samples.double()
+    if bool((samples.amax(0) == samples.amin(0)).any()):
+        raise ValueError(_singular_side(what))
+    return normal_scores(samples)
+
+
 def _whiten(samples: Tensor, what: str) -> Tensor:
     """``samples`` ``[M, d]`` centred and mapped to sample covariance exactly I."""
     centred = samples - samples.mean(0, keepdim=True)
@@ -259,8 +269,7 @@ def heat_flow_mi(
         )
     times = log_time_grid(t_min, t_max, points_per_decade)
     with torch.no_grad():
-        sides = [normal_scores(a) if ranks else a.double() for a in (x, y)]
-        w = torch.cat([_whiten(sides[0], "x"), _whiten(sides[1], "y")], dim=1)
+        w = torch.cat([_whiten(_side(x, "x", ranks), "x"), _whiten(_side(y, "y", ranks), "y")], dim=1)
         cov = w.T @ w / m
         plugin = gaussian_mi(cov, dx) - gaussian_mi_bias(m, dx, dy)
         corrections = []

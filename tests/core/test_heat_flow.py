@@ -173,6 +173,8 @@ def test_bad_input_gets_clear_errors() -> None:
         heat_flow_mi(x[:13], y[:13], score)
     with pytest.raises(ValueError, match="y has a singular sample covariance"):
         heat_flow_mi(x, torch.cat([y[:, :1], 2 * y[:, :1]], 1), score)
+    with pytest.raises(ValueError, match="x has a singular sample covariance"):
+        heat_flow_mi(torch.cat([x[:, :1], torch.ones(64, 1, dtype=F64)], 1), y, score, ranks=True)
     with pytest.raises(ValueError, match="y is an affine function of x"):
         heat_flow_mi(x, x @ torch.tensor([[1.0, 2.0], [0.5, -1.0]], dtype=F64) + 3.0, score)
     with pytest.raises(ValueError, match="y is an affine function of x"):
