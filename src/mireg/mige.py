@@ -329,7 +329,7 @@ class MIGE(MIGradientEstimator):
     """Mutual Information Gradient Estimator: ∇I from score estimates of marginals and joint.
 
     ``mi(x, z)`` returns a surrogate whose autograd gradient is the MIGE estimate of ∇I(x; z)
-    (its value is not an MI estimate; ``estimate`` returns ``None``). With ``log_var`` or
+    (its value is not an MI estimate; ``estimate`` returns the heat-flow MI value, :mod:`mireg.heat_flow`). With ``log_var`` or
     ``conditional_score`` it uses Circumstance III, ∇H(z) − ∇H(z|x), for stochastic encoders.
 
     Defaults were chosen on the correlated-Gaussian toy (``benchmarks/toy_gradient.py``; numbers in
@@ -493,9 +493,26 @@ class MIGE(MIGradientEstimator):
             conditional = -(conditional_score.detach() * z).sum(-1).mean()  # type: ignore[union-attr]
         return marginal - conditional
 
-    def estimate(self, x: Tensor, z: Tensor) -> None:
-        """MIGE estimates gradients only: always ``None``."""
-        return None
+    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
+        """I(x; z) in nats from this estimator's score estimates by the heat-flow identity.
+
+        See :func:`mireg.heat_flow.heat_flow_mi`: default grid, one noise draw from a generator
+        seeded with ``seed`` (equal batches give equal values), and per-coordinate normal scores
+        (``ranks=True``), without which heavy-tailed coordinates read as dependence
+        (benchmarks/mi_values.py). With ``projection_dim`` it is I(R x; z) ≤ I(x; z), the
+        quantity whose gradient ``forward`` estimates.
+
+        Args:
+            x: ``[B, dx]`` data side; z: ``[B, dz]``; B >= 3 (k + dz) + 2 with k the projected width.
+        Returns:
+            A 0-dim tensor without gradient.
+        """
+        from mireg.heat_flow import heat_flow_mi  # heat_flow builds on this module's preconditioned_score
+
+        a, z = gather_rows(self._project(x)), gather_rows(z)
+        generator = torch.Generator(device=a.device).manual_seed(self.seed)
+        estimator: ScoreEstimator = self.estimators["joint"]  # type: ignore[assignment]
+        return heat_flow_mi(a, z, estimator, generator=generator, ranks=True)
 
 
 @hookimpl

@@ -166,7 +166,8 @@ def test_bad_inputs_and_options() -> None:
         MIGE(score=GaussianScore(), score_options={"ridge": 1.0})
     with pytest.raises(ValueError, match="shrinkage must be in"):
         MIGE(score=GaussianScore(), shrinkage=1.5)
-    assert mi.estimate(torch.randn(4, 2), torch.randn(4, 2)) is None
+    with pytest.raises(ValueError, match=r"heat-flow MI needs M >= 3 \(dx \+ dy\) \+ 2"):
+        mi.estimate(torch.randn(4, 2), torch.randn(4, 2))
     assert mireg.entropy_surrogate is public_entropy_surrogate  # the name-taking public function
 
 
