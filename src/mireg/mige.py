@@ -52,7 +52,7 @@ from mireg.estimators import (
 )
 from mireg.hookspecs import Register, hookimpl
 from mireg.options import validate_options
-from mireg.projection import random_projection
+from mireg.projection import flip_columns, random_projection
 
 Precondition = Literal["auto", "full", "diag", "none"]
 PRECONDITIONS = ("auto", "full", "diag", "none")
@@ -371,7 +371,7 @@ class MIGE(MIGradientEstimator):
       projection_dim: project the x side to this many dimensions when it is wider (scalable SSGE)
       fixed_projection: draw the projection once (from `seed`) instead of at every call
       seed: seed of the fixed projection
-      landmarks: batches larger than this fit the score on this many strided rows, evaluated at all (linear in B); None: exact
+      landmarks: larger batches fit the score on this many strided rows, scored at every row (linear in B); None: exact
     """
 
     name = "mige"
@@ -417,7 +417,9 @@ class MIGE(MIGradientEstimator):
         self.fixed_projection = fixed_projection
         self.seed = seed
         if landmarks is not None and landmarks < MIN_PRECONDITIONED_BATCH:
-            raise ValueError(f"landmarks must be an integer >= {MIN_PRECONDITIONED_BATCH} or None (exact), got {landmarks}")
+            raise ValueError(
+                f"landmarks must be an integer >= {MIN_PRECONDITIONED_BATCH} or None (exact), got {landmarks!r}"
+            )
         self.landmarks = landmarks
         # One estimator per entropy term: parametric ones (score networks) learn each density.
         terms = ("x", "z", "joint")
@@ -448,18 +450,21 @@ class MIGE(MIGradientEstimator):
             _warn(error, stacklevel=2)
 
     def _project(self, x: Tensor) -> Tensor:
+        """``x`` ``[B, dx]`` projected to ``[B, projection_dim]`` when wider. The Gaussian matrix is drawn
+        once from ``seed``; without ``fixed_projection`` its columns get fresh random signs at every
+        call (a new random projection for d random bits instead of k · d normals)."""
         k = self.projection_dim
         if k is None or x.shape[1] <= k:
             return x
         matrix = self.projection
-        if not self.fixed_projection or matrix is None or matrix.shape != (k, x.shape[1]):
-            generator = None
-            if self.fixed_projection:
-                generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        if matrix is None or matrix.shape != (k, x.shape[1]):
+            generator = torch.Generator(device=x.device).manual_seed(self.seed)
             matrix = random_projection(x.shape[1], k, generator=generator, dtype=x.dtype, device=x.device)
-            if self.fixed_projection:
-                self.projection = matrix
-        return x @ matrix.to(dtype=x.dtype, device=x.device).T
+            self.projection = matrix
+        matrix = matrix.to(dtype=x.dtype, device=x.device)
+        if not self.fixed_projection:
+            matrix = flip_columns(matrix)
+        return x @ matrix.T
 
     def forward(
         self, x: Tensor, z: Tensor, *, log_var: Tensor | None = None, conditional_score: Tensor | None = None
