@@ -12,9 +12,10 @@ At the same B, the toy-gradient accuracy of default MIGE (estimated / true dI/d�
 correlated Gaussians at d = 20, ρ ∈ {0.5, 0.9, 0.99}, mean over seeds) and, up to
 ``--exact-up-to``, of the exact path (``landmarks=None``), so that speed is never bought with
 accuracy. Writes ``benchmarks/results/mige_speed{,_quick}.{json,md,png}`` (PNG: ms per step
-against B, log-log).
+against B, log-log). ``--device cuda`` times the steps on a GPU (synchronised around each step;
+the toy accuracy is computed on the CPU) and writes ``mige_speed_cuda{,_quick}.*``.
 
-    python benchmarks/mige_speed.py [--quick]
+    python benchmarks/mige_speed.py [--quick] [--device cuda]
 """
 
 from __future__ import annotations
@@ -39,16 +40,16 @@ VARIANTS = ("adam plain", "adam mige", "sgd plain", "sgd mige")
 TOY_DIM, TOY_RHOS = 20, (0.5, 0.9, 0.99)
 
 
-def make_step(optimizer_name: str, mige: bool, seed: int) -> Callable[[Tensor], None]:
+def make_step(optimizer_name: str, mige: bool, seed: int, device: torch.device) -> Callable[[Tensor], None]:
     """One training step of a fresh 784-512-64 encoder with a plain loss or the MIGE surrogate."""
     torch.manual_seed(seed)
-    encoder = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 64))
+    encoder = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 64)).to(device)
     optimizer: torch.optim.Optimizer
     if optimizer_name == "adam":
         optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-4)
     else:
         optimizer = torch.optim.SGD(encoder.parameters(), lr=1e-4)
-    mi = mireg.mi_gradient_estimator("mige", projection_dim=64) if mige else None
+    mi = mireg.mi_gradient_estimator("mige", projection_dim=64).to(device) if mige else None
 
     def step(x: Tensor) -> None:
         optimizer.zero_grad()
@@ -65,11 +66,16 @@ def quartiles(values: list[float]) -> dict[str, float]:
     return {"median": median, "q1": q1, "q3": q3}
 
 
-def time_batch(batch: int, blocks: int, steps: int) -> dict[str, Any]:
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_batch(batch: int, blocks: int, steps: int, device: torch.device) -> dict[str, Any]:
     """Per-step seconds of every variant and per-block MIGE / plain ratios at one batch size."""
     generator = torch.Generator().manual_seed(batch)
-    data = [torch.rand(batch, 784, generator=generator) for _ in range(4)]
-    runners = {name: make_step(name.split()[0], name.endswith("mige"), 0) for name in VARIANTS}
+    data = [torch.rand(batch, 784, generator=generator).to(device) for _ in range(4)]
+    runners = {name: make_step(name.split()[0], name.endswith("mige"), 0, device) for name in VARIANTS}
     for runner in runners.values():  # warm-up: lazy allocations, optimizer state
         runner(data[0])
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
@@ -79,8 +85,10 @@ def time_batch(batch: int, blocks: int, steps: int) -> dict[str, Any]:
         block_times: dict[str, list[float]] = {name: [] for name in VARIANTS}
         for i in range(steps):
             for name in order:  # interleaved step by step, in a rotated order
+                synchronize(device)
                 start = time.perf_counter()
                 runners[name](data[i % len(data)])
+                synchronize(device)
                 block_times[name].append(time.perf_counter() - start)
         for name in VARIANTS:
             times[name].extend(block_times[name])
@@ -116,7 +124,8 @@ def accuracy(batch: int, seeds: int, exact: bool) -> dict[str, dict[str, float]]
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     lines = [
-        f"MIGE step cost, 784-512-64 MLP, data side projected to 64, one torch thread, torch {meta['torch']}; "
+        f"MIGE step cost on {meta['device_name']}, 784-512-64 MLP, data side projected to 64, one torch thread, "
+        f"torch {meta['torch']}; "
         f"load average {meta['load_before'][0]:.1f} before, {meta['load_after'][0]:.1f} after, on {meta['cpus']} "
         f"CPUs; default landmarks {meta['landmarks']}. Times: median [IQR] over all steps; ratios: median [IQR] of "
         "per-block ratios of medians.",
@@ -182,9 +191,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", help="batch sizes (default 128 512 2048 8192)")
     parser.add_argument("--blocks", type=int, help="interleaved blocks per batch size")
     parser.add_argument("--seeds", type=int, help="seeds of the toy accuracy")
+    parser.add_argument("--device", default="cpu", help="where the steps are timed (cpu or cuda)")
     parser.add_argument("--exact-up-to", type=int, default=2048, help="largest B at which the exact path is checked")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("CUDA is not available here: run this on a GPU machine, or leave out --device")
     batches = args.batches or ([128, 512] if args.quick else [128, 512, 2048, 8192])
     blocks = args.blocks or (5 if args.quick else 9)
     seeds = args.seeds or (2 if args.quick else 5)
@@ -193,7 +206,7 @@ def main() -> None:
     rows = []
     for batch in batches:
         steps = max(2, (10 if args.quick else 20) * 128 // batch)
-        row = {"batch": batch, **time_batch(batch, blocks, steps)}
+        row = {"batch": batch, **time_batch(batch, blocks, steps, device)}
         row["accuracy"] = accuracy(batch, seeds, exact=batch <= args.exact_up_to)
         rows.append(row)
         s, r = row["step_seconds"], row["ratio"]
@@ -204,16 +217,19 @@ def main() -> None:
             flush=True,
         )
     meta = {
-        "torch": torch.__version__, "threads": 1, "cpus": os.cpu_count(), "load_before": load_before,
-        "load_after": os.getloadavg(), "seconds": time.perf_counter() - started, "seeds": seeds,
-        "landmarks": mireg.mi_gradient_estimator("mige").landmarks, "targets": {
-            "B=128 MIGE/Adam": 1.25, "B=128 MIGE/SGD": 1.5, "B=8192 MIGE/plain": 3.0}}
+        "torch": torch.__version__, "threads": 1, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpus": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
+        "seconds": time.perf_counter() - started, "seeds": seeds,
+        "landmarks": mireg.mi_gradient_estimator("mige").landmarks,
+        "targets": {"B=128 MIGE/Adam": 1.25, "B=128 MIGE/SGD": 1.5, "B=8192 MIGE/plain": 3.0},
+    }
     result: dict[str, Any] = {"meta": meta, "rows": rows}
     by_batch = {row["batch"]: row["step_seconds"] for row in rows}
     if 2048 in by_batch and 8192 in by_batch:
         extra = {b: by_batch[b]["adam mige"]["median"] - by_batch[b]["adam plain"]["median"] for b in (2048, 8192)}
         result["growth"] = {"from": 2048, "to": 8192, "factor": extra[8192] / extra[2048]}
-    stem = "mige_speed_quick" if args.quick else "mige_speed"
+    stem = "mige_speed" + ("_cuda" if device.type == "cuda" else "") + ("_quick" if args.quick else "")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     table = markdown(result)
