@@ -11,7 +11,12 @@ of the per-block ratios of medians (machine noise hits the four alike within a b
 At the same B, the toy-gradient accuracy of default MIGE (estimated / true dI/dρ on the
 correlated Gaussians at d = 20, ρ ∈ {0.5, 0.9, 0.99}, mean over seeds) and, up to
 ``--exact-up-to``, of the exact path (``landmarks=None``), so that speed is never bought with
-accuracy. Writes ``benchmarks/results/mige_speed{,_quick}.{json,md,png}`` (PNG: ms per step
+accuracy. The projection's effect on the gradient: on the toy with the data side widened to
+D = 200 (x padded with independent noise and rotated, so the MI is unchanged) and projected to
+64, the mean and standard deviation over batches of the dI/dρ estimate with a fresh Gaussian
+matrix per call (the former projection), fresh column signs on one seeded matrix (the current
+one) and a fixed matrix, and the spread over repeated calls on one batch (the projection's own
+variance). Writes ``benchmarks/results/mige_speed{,_quick}.{json,md,png}`` (PNG: ms per step
 against B, log-log). ``--device cuda`` times the steps on a GPU (synchronised around each step;
 the toy accuracy is computed on the CPU) and writes ``mige_speed_cuda{,_quick}.*``.
 
@@ -33,6 +38,8 @@ import torch
 from torch import Tensor, nn
 
 import mireg
+from mireg.mige import MIGE
+from mireg.projection import random_projection
 from mireg.testing import correlated_gaussian_mi_grad, correlated_gaussians
 
 RESULTS = Path(__file__).parent / "results"
@@ -121,6 +128,42 @@ def accuracy(batch: int, seeds: int, exact: bool) -> dict[str, dict[str, float]]
     return {label: {f"{rho}": toy_ratio(batch, rho, seeds, path) for rho in TOY_RHOS} for label, path in paths}
 
 
+class _FreshGaussianMIGE(MIGE):
+    """MIGE with the former projection: a fresh Gaussian matrix with unit columns at every call."""
+
+    def _project(self, x: Tensor) -> Tensor:
+        assert self.projection_dim is not None
+        return x @ random_projection(x.shape[1], self.projection_dim, dtype=x.dtype).T
+
+
+def projection_spread(seeds: int, wide: int = 200, batch: int = 512) -> dict[str, dict[str, float]]:
+    """Mean and spread of dI/dρ / true (d = 20, ρ = 0.5) with the data side widened to ``wide`` and projected
+    to 64: across ``seeds`` batches, and across ``seeds`` calls on one batch (the projection's own variance)."""
+    rotation = torch.linalg.qr(torch.randn(wide, wide, generator=torch.Generator().manual_seed(123))).Q
+    truth = correlated_gaussian_mi_grad(TOY_DIM, 0.5)
+    modes = {
+        "fresh Gaussian": _FreshGaussianMIGE(score=mireg.score_estimator("ssge"), projection_dim=64),
+        "flipped signs": mireg.mi_gradient_estimator("mige", projection_dim=64),
+        "fixed": mireg.mi_gradient_estimator("mige", projection_dim=64, fixed_projection=True),
+    }
+    torch.manual_seed(0)
+    out = {}
+    for name, mi in modes.items():
+        across: list[float] = []
+        same: list[float] = []
+        for grads, fixed_batch in ((across, False), (same, True)):
+            for seed in range(seeds):
+                batch_seed = 0 if fixed_batch else seed
+                r = torch.tensor(0.5, requires_grad=True)
+                x, y = correlated_gaussians(batch, TOY_DIM, r, torch.Generator().manual_seed(batch_seed))
+                noise = torch.randn(batch, wide - TOY_DIM, generator=torch.Generator().manual_seed(10_000 + batch_seed))
+                mi(torch.cat([x, noise], 1) @ rotation, y).backward()
+                grads.append(float(r.grad) / truth)  # type: ignore[arg-type]
+        out[name] = {"mean": statistics.fmean(across), "std_across_batches": statistics.stdev(across),
+                     "std_same_batch": statistics.stdev(same)}
+    return out
+
+
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     lines = [
@@ -152,6 +195,12 @@ def markdown(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         for path, cells in row["accuracy"].items():
             lines.append(f"| {row['batch']} | {path} | " + " | ".join(f"{v:.3f}" for v in cells.values()) + " |")
+    spread = result["projection"]
+    lines += ["", f"Projection (toy widened to D = 200, projected to 64, ρ = 0.5, {meta['seeds_projection']} batches / "
+              "calls): dI/dρ / true. The projection loses information, so the mean is the projected MI's gradient.",
+              "", "| projection | mean | std across batches | std on one batch |", "|---|---|---|---|"]
+    for name, row in spread.items():
+        lines.append(f"| {name} | {row['mean']:.3f} | {row['std_across_batches']:.4f} | {row['std_same_batch']:.4f} |")
     growth = result.get("growth")
     if growth:
         lines += ["", f"MIGE extra cost (MIGE − plain Adam, medians) from B = {growth['from']} to {growth['to']}: "
@@ -216,7 +265,10 @@ def main() -> None:
             f"{1e3 * s['sgd mige']['median']:.2f} ms, ratio {r['sgd']['median']:.2f}; toy {row['accuracy']}",
             flush=True,
         )
+    seeds_projection = 6 if args.quick else 20
+    projection = projection_spread(seeds_projection)
     meta = {
+        "seeds_projection": seeds_projection,
         "torch": torch.__version__, "threads": 1, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cpus": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
@@ -224,7 +276,7 @@ def main() -> None:
         "landmarks": mireg.mi_gradient_estimator("mige").landmarks,
         "targets": {"B=128 MIGE/Adam": 1.25, "B=128 MIGE/SGD": 1.5, "B=8192 MIGE/plain": 3.0},
     }
-    result: dict[str, Any] = {"meta": meta, "rows": rows}
+    result: dict[str, Any] = {"meta": meta, "rows": rows, "projection": projection}
     by_batch = {row["batch"]: row["step_seconds"] for row in rows}
     if 2048 in by_batch and 8192 in by_batch:
         extra = {b: by_batch[b]["adam mige"]["median"] - by_batch[b]["adam plain"]["median"] for b in (2048, 8192)}
