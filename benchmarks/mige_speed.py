@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -167,6 +168,8 @@ def projection_spread(seeds: int, wide: int = 200, batch: int = 512) -> dict[str
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     lines = [
+        f"`{meta['command']}`",
+        "",
         f"MIGE step cost on {meta['device_name']}, 784-512-64 MLP, data side projected to 64, one torch thread, "
         f"torch {meta['torch']}; "
         f"load average {meta['load_before'][0]:.1f} before, {meta['load_after'][0]:.1f} after, on {meta['cpus']} "
@@ -268,6 +271,7 @@ def main() -> None:
     seeds_projection = 6 if args.quick else 20
     projection = projection_spread(seeds_projection)
     meta = {
+        "command": " ".join(["python", "benchmarks/mige_speed.py", *sys.argv[1:]]),
         "seeds_projection": seeds_projection,
         "torch": torch.__version__, "threads": 1, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
