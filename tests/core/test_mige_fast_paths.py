@@ -17,6 +17,7 @@ from mireg.mige import MIGE, _landmark_rows, preconditioned_score
 from mireg.projection import flip_columns, random_projection
 from mireg.testing import correlated_gaussians
 from mireg_ssge import SSGE
+from mireg_stein import Stein
 
 
 @pytest.mark.parametrize("m", [7, 128, 513])
@@ -109,3 +110,13 @@ def test_beyond_the_landmark_count_the_kernel_work_is_batch_times_landmarks() ->
 def test_landmarks_option_is_checked() -> None:
     with pytest.raises(ValueError, match="landmarks must be an integer >= 3 or None"):
         MIGE(score=SSGE, landmarks=2)
+
+
+def test_ssge_out_of_sample_equals_the_untruncated_stein_extension() -> None:
+    # With every eigenpair kept, SSGE's Nyström extension −k(x, X) U (Λ + η)⁻² Uᵀ G is Stein's
+    # −k(x, X) (K + ηI)⁻² G, computed by Cholesky solves: an independent check of the landmark path's product order.
+    generator = torch.Generator().manual_seed(6)
+    samples = torch.randn(80, 4, generator=generator, dtype=torch.float64)
+    at = torch.randn(300, 4, generator=generator, dtype=torch.float64)
+    ssge = SSGE(n_eigen=80, eta=0.1, bandwidth_multiplier=2.0, eigensolver="eigh")
+    torch.testing.assert_close(ssge.score(samples, at=at), Stein(eta=0.1).score(samples, at=at), rtol=1e-9, atol=1e-9)
