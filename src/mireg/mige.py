@@ -52,13 +52,15 @@ from mireg.estimators import (
 )
 from mireg.hookspecs import Register, hookimpl
 from mireg.options import validate_options
-from mireg.projection import random_projection
+from mireg.projection import flip_columns, random_projection
 
 Precondition = Literal["auto", "full", "diag", "none"]
 PRECONDITIONS = ("auto", "full", "diag", "none")
 Calibrate = Literal["affine", "scale", "none"]
 #: Smallest batch :func:`preconditioned_score` standardises (two samples standardise to ±1 everywhere).
 MIN_PRECONDITIONED_BATCH = 3
+#: Batches above this size fit MIGE's score estimates on this many landmark rows (benchmarks/results/mige_speed.md).
+DEFAULT_LANDMARKS = 512
 
 
 def _build_score(
@@ -195,6 +197,7 @@ def preconditioned_score(
     shrinkage: float = 1e-3,
     calibrate: Calibrate = "none",
     on_uncalibrated: Callable[[CalibrationError], None] | None = None,
+    landmarks: int | None = None,
 ) -> Tensor:
     """The score of ``samples`` ``[M, d]`` at the samples, estimated in preconditioned coordinates.
 
@@ -208,6 +211,10 @@ def preconditioned_score(
     ``calibrate``: see :func:`stein_calibrate`, applied in the preconditioned coordinates. When
     the estimate cannot be calibrated, ``on_uncalibrated`` (if given) is told and the estimate
     is used uncalibrated; without it the :class:`~mireg.errors.CalibrationError` propagates.
+    ``landmarks``: when M exceeds it, the estimator is fitted on that many evenly strided rows of
+    the preconditioned batch and evaluated at every row (``score(fit, at=rows)``), so the kernel
+    work is O(M · landmarks) instead of O(M²) or O(M³); preconditioning and calibration still use
+    every row. ``None`` fits on the whole batch.
     Half precision is computed in float32. Returns ``[M, d]``, detached, in the dtype of ``samples``.
 
     Raises:
@@ -245,17 +252,22 @@ def preconditioned_score(
             on_uncalibrated(CalibrationError(f"score estimator {describe(estimator)}: {error}"))
             return score
 
+    def fitted(rows: Tensor) -> Tensor:
+        if landmarks is None or m <= landmarks:
+            return estimator.score(rows)
+        return estimator.score(rows[_landmark_rows(m, landmarks, rows.device)], at=rows)
+
     if precondition == "none":
         _check_raw_scales(centred, constant)
-        result = calibrated(estimator.score(work), centred)
+        result = calibrated(fitted(work), centred)
     else:
         std = _spread(centred)
         standardised = centred / std
         if precondition == "diag":
-            result = calibrated(estimator.score(standardised), standardised) / std
+            result = calibrated(fitted(standardised), standardised) / std
         else:
             whitened, back = _whiten(standardised, shrinkage)
-            result = back(calibrated(estimator.score(whitened), whitened)) / std
+            result = back(calibrated(fitted(whitened), whitened)) / std
     result = result.masked_fill(constant, 0.0).to(samples.dtype)
     check_finite(
         result,
@@ -263,6 +275,12 @@ def preconditioned_score(
         "(it overflows: the samples are at the edge of their dtype's range)",
     )
     return result.detach()
+
+
+def _landmark_rows(m: int, count: int, device: torch.device) -> Tensor:
+    """Indices ``[count]`` of ``count`` evenly strided rows out of ``m`` (the rows of a batch are
+    exchangeable, so a fixed stride is as good as a random subset and keeps the estimate deterministic)."""
+    return torch.div(torch.arange(count, device=device) * m, count, rounding_mode="floor")
 
 
 def _surrogate(score: Tensor, samples: Tensor) -> Tensor:
@@ -353,6 +371,7 @@ class MIGE(MIGradientEstimator):
       projection_dim: project the x side to this many dimensions when it is wider (scalable SSGE)
       fixed_projection: draw the projection once (from `seed`) instead of at every call
       seed: seed of the fixed projection
+      landmarks: larger batches fit the score on this many strided rows, scored at every row (linear in B); None: exact
     """
 
     name = "mige"
@@ -377,6 +396,7 @@ class MIGE(MIGradientEstimator):
         projection_dim: int | None = None,
         fixed_projection: bool = False,
         seed: int = 0,
+        landmarks: int | None = DEFAULT_LANDMARKS,
     ) -> None:
         super().__init__()
         if not 0.0 <= shrinkage < 1.0:
@@ -396,6 +416,11 @@ class MIGE(MIGradientEstimator):
         self.projection_dim = projection_dim
         self.fixed_projection = fixed_projection
         self.seed = seed
+        if landmarks is not None and landmarks < MIN_PRECONDITIONED_BATCH:
+            raise ValueError(
+                f"landmarks must be an integer >= {MIN_PRECONDITIONED_BATCH} or None (exact), got {landmarks!r}"
+            )
+        self.landmarks = landmarks
         # One estimator per entropy term: parametric ones (score networks) learn each density.
         terms = ("x", "z", "joint")
         estimators = {t: prototype if not prototype.parametric else copy.deepcopy(prototype) for t in terms}
@@ -414,6 +439,7 @@ class MIGE(MIGradientEstimator):
             shrinkage=self.shrinkage,
             calibrate=self.calibrate,
             on_uncalibrated=self._uncalibrated,
+            landmarks=self.landmarks,
         )
         return _surrogate(s, samples)
 
@@ -424,18 +450,21 @@ class MIGE(MIGradientEstimator):
             _warn(error, stacklevel=2)
 
     def _project(self, x: Tensor) -> Tensor:
+        """``x`` ``[B, dx]`` projected to ``[B, projection_dim]`` when wider. The Gaussian matrix is drawn
+        once from ``seed``; without ``fixed_projection`` its columns get fresh random signs at every
+        call (a new random projection for d random bits instead of k · d normals)."""
         k = self.projection_dim
         if k is None or x.shape[1] <= k:
             return x
         matrix = self.projection
-        if not self.fixed_projection or matrix is None or matrix.shape != (k, x.shape[1]):
-            generator = None
-            if self.fixed_projection:
-                generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        if matrix is None or matrix.shape != (k, x.shape[1]):
+            generator = torch.Generator(device=x.device).manual_seed(self.seed)
             matrix = random_projection(x.shape[1], k, generator=generator, dtype=x.dtype, device=x.device)
-            if self.fixed_projection:
-                self.projection = matrix
-        return x @ matrix.to(dtype=x.dtype, device=x.device).T
+            self.projection = matrix
+        matrix = matrix.to(dtype=x.dtype, device=x.device)
+        if not self.fixed_projection:
+            matrix = flip_columns(matrix)
+        return x @ matrix.T
 
     def forward(
         self, x: Tensor, z: Tensor, *, log_var: Tensor | None = None, conditional_score: Tensor | None = None

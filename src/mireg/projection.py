@@ -25,3 +25,15 @@ def random_projection(
     draw_on = generator.device if generator is not None else device
     matrix = torch.randn(out_dim, in_dim, generator=generator, dtype=dtype, device=draw_on)
     return (matrix / matrix.norm(dim=0, keepdim=True)).to(device=device)
+
+
+def flip_columns(matrix: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    """``matrix`` ``[k, d]`` with each column multiplied by an independent random sign.
+
+    A fixed Gaussian R with unit columns times a fresh random diagonal of signs D is a new random
+    projection R D at every call (the cross terms of (R D)ᵀ R D get fresh signs, the column norms
+    stay 1) for the price of d random bits, where a fresh Gaussian draw costs k · d normals and a
+    normalisation.
+    """
+    signs = torch.randint(0, 2, (matrix.shape[1],), generator=generator, device=matrix.device).to(matrix.dtype)
+    return matrix * (2 * signs - 1)

@@ -221,5 +221,6 @@ class SSGE(ScoreEstimator):
             weights = torch.where(keep, evals / shifted.pow(2), 0.0)
             return -((evecs * weights.unsqueeze(-2)) @ coefficients) / unit
         weights = torch.where(keep, shifted.pow(-2), 0.0)
+        fitted = (evecs * weights.unsqueeze(-2)) @ coefficients  # [..., M, d] first: the [N, M] product is then N·M·d
         cross = rbf_kernel(pairwise_sq_dists(at, samples), h)
-        return -((cross @ (evecs * weights.unsqueeze(-2))) @ coefficients) / unit
+        return -(cross @ fitted) / unit

@@ -1,0 +1,122 @@
+"""MIGE's fast paths against the plain computation they replace, to float tolerance.
+
+* The median-heuristic bandwidth from squared distances equals the median of the distances.
+* The sign-flipped projection R D equals projecting the sign-flipped inputs by R.
+* The landmark path: fitting SSGE on landmark rows and evaluating it at every row reproduces,
+  at the landmark rows, the in-sample estimate of the same fit (the Nyström extension is exact
+  there); at or below the landmark count MIGE's surrogate gradient is the exact one, bit for bit.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mireg.kernels import median_heuristic, pairwise_sq_dists
+from mireg.mige import MIGE, _landmark_rows, preconditioned_score
+from mireg.projection import flip_columns, random_projection
+from mireg.testing import correlated_gaussians
+from mireg_ssge import SSGE
+from mireg_stein import Stein
+
+
+@pytest.mark.parametrize("m", [7, 128, 513])
+def test_bandwidth_from_squared_distances_is_the_median_distance(m: int) -> None:
+    x = torch.randn(m, 5, generator=torch.Generator().manual_seed(m), dtype=torch.float64)
+    sq = pairwise_sq_dists(x, x)
+    rows, cols = torch.triu_indices(m, m, 1)
+    plain = torch.cdist(x, x)[rows, cols].median()  # lower median of the distances themselves
+    torch.testing.assert_close(median_heuristic(sq), plain, rtol=1e-12, atol=0.0)
+
+
+def test_flipped_projection_is_the_projection_of_flipped_inputs() -> None:
+    matrix = random_projection(300, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    flipped = flip_columns(matrix, generator=torch.Generator().manual_seed(1))
+    signs = flipped[0] / matrix[0]
+    assert set(signs.tolist()) == {-1.0, 1.0}
+    torch.testing.assert_close(flipped.norm(dim=0), torch.ones(300, dtype=torch.float64))  # unit columns kept
+    x = torch.randn(32, 300, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    torch.testing.assert_close(x @ flipped.T, (x * signs) @ matrix.T, rtol=1e-12, atol=1e-12)
+
+
+def test_mige_projects_by_its_seeded_matrix_with_fresh_signs() -> None:
+    x = torch.randn(64, 300, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    mi = MIGE(score=SSGE, projection_dim=16, seed=5).double()
+    torch.manual_seed(11)
+    projected = mi._project(x)
+    base = random_projection(300, 16, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert mi.projection is not None
+    torch.testing.assert_close(mi.projection, base, rtol=0.0, atol=0.0)
+    torch.manual_seed(11)  # the signs come from the global generator, as the fresh draws did
+    torch.testing.assert_close(projected, x @ flip_columns(base).T, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(mi._project(x), projected)  # a new projection at the next call
+
+
+@pytest.mark.parametrize("d", [3, 20])
+def test_landmark_fit_reproduces_the_in_sample_estimate_at_the_landmarks(d: int) -> None:
+    generator = torch.Generator().manual_seed(d)
+    rows = torch.randn(300, d, generator=generator, dtype=torch.float64)
+    index = _landmark_rows(300, 64, rows.device)
+    assert index.unique().numel() == 64 and int(index.max()) < 300
+    estimator = SSGE(eta=0.0, threshold=0.999, bandwidth_multiplier=2.0, eigensolver="eigh")
+    landmarks = rows[index]
+    everywhere = estimator.score(landmarks, at=rows)
+    torch.testing.assert_close(everywhere[index], estimator.score(landmarks), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("precondition", ["full", "diag", "none"])
+def test_landmark_path_is_the_exact_path_up_to_the_landmark_count(precondition: str) -> None:
+    x = torch.randn(96, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    exact = preconditioned_score(SSGE(), x, precondition=precondition, calibrate="affine")  # type: ignore[arg-type]
+    for landmarks in (96, 1000):
+        same = preconditioned_score(SSGE(), x, precondition=precondition, calibrate="affine",  # type: ignore[arg-type]
+                                    landmarks=landmarks)
+        torch.testing.assert_close(same, exact, rtol=0.0, atol=0.0)
+
+
+def test_mige_surrogate_gradient_with_landmarks_at_or_above_the_batch_is_exact() -> None:
+    def gradient(landmarks: int | None) -> torch.Tensor:
+        r = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+        x, y = correlated_gaussians(200, 5, r, torch.Generator().manual_seed(0), dtype=torch.float64)
+        MIGE(score=SSGE, landmarks=landmarks)(x, y).backward()
+        assert r.grad is not None
+        return r.grad
+
+    torch.testing.assert_close(gradient(200), gradient(None), rtol=0.0, atol=0.0)
+
+
+class _Recording(SSGE):
+    """SSGE that records the shapes it is fitted on and evaluated at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[tuple[int, ...], tuple[int, ...] | None]] = []
+
+    def score(self, samples: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        self.calls.append((tuple(samples.shape), None if at is None else tuple(at.shape)))
+        return super().score(samples, at)
+
+
+def test_beyond_the_landmark_count_the_kernel_work_is_batch_times_landmarks() -> None:
+    # Fitted on `landmarks` rows and evaluated at all B: the Gram matrix is landmarks², the cross
+    # kernel B × landmarks, so the cost grows linearly in B.
+    estimator = _Recording()
+    mi = MIGE(score=estimator, landmarks=64)
+    x, y = correlated_gaussians(1000, 4, 0.5, torch.Generator().manual_seed(0))
+    mi(x, y.requires_grad_())
+    assert estimator.calls == [((64, 4), (1000, 4)), ((64, 8), (1000, 8))]  # the z term, the joint term
+
+
+def test_landmarks_option_is_checked() -> None:
+    with pytest.raises(ValueError, match="landmarks must be an integer >= 3 or None"):
+        MIGE(score=SSGE, landmarks=2)
+
+
+def test_ssge_out_of_sample_equals_the_untruncated_stein_extension() -> None:
+    # With every eigenpair kept, SSGE's Nyström extension −k(x, X) U (Λ + η)⁻² Uᵀ G is Stein's
+    # −k(x, X) (K + ηI)⁻² G, computed by Cholesky solves: an independent check of the landmark path's product order.
+    generator = torch.Generator().manual_seed(6)
+    samples = torch.randn(80, 4, generator=generator, dtype=torch.float64)
+    at = torch.randn(300, 4, generator=generator, dtype=torch.float64)
+    ssge = SSGE(n_eigen=80, eta=0.1, bandwidth_multiplier=2.0, eigensolver="eigh")
+    torch.testing.assert_close(ssge.score(samples, at=at), Stein(eta=0.1).score(samples, at=at), rtol=1e-9, atol=1e-9)
