@@ -348,7 +348,8 @@ class MIGE(MIGradientEstimator):
 
     ``mi(x, z)`` returns a surrogate whose autograd gradient is the MIGE estimate of ∇I(x; z)
     (its value is not an MI estimate; ``estimate`` gives the MI value by the heat-flow identity,
-    :mod:`mireg.heat_flow`). With ``log_var`` or ``conditional_score`` it uses Circumstance III, ∇H(z) − ∇H(z|x), for stochastic encoders.
+    :mod:`mireg.heat_flow`). With ``log_var`` or ``conditional_score`` it uses Circumstance III,
+    ∇H(z) − ∇H(z|x), for stochastic encoders.
 
     Defaults were chosen on the correlated-Gaussian toy (``benchmarks/toy_gradient.py``; numbers in
     ``benchmarks/results/toy_gradient.md``): SSGE on whitened, calibrated batches is the most
