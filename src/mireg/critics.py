@@ -361,6 +361,6 @@ class CriticEstimator(MIGradientEstimator):
         """The value of the batch, to maximise; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
         return self.bound(*self.scores(x, z))
 
-    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
+    def _estimate(self, x: Tensor, z: Tensor) -> Tensor:
         """The value of the batch in nats (0-dim, differentiable); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
         return self.bound(*self.scores(x, z))

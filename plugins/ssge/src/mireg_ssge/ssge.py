@@ -204,7 +204,7 @@ class SSGE(ScoreEstimator):
         evals, evecs = evals.flip(-1), evecs.flip(-1)
         return evals, evecs, self._kept(evals, trace, m, cap)
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         """Fit on ``samples`` ``[..., M, d]``; return the score at ``at`` ``[..., N, d]`` (default:
         at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
         samples, at, unit = unit_spread(samples, at)  # exact rescaling: squares stay in the float range

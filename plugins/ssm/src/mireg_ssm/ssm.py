@@ -231,7 +231,7 @@ class SlicedScoreMatching(ScoreEstimator, nn.Module):
         square = s.pow(2).sum(-1) if self.objective == "ssm_vr" else sv.pow(2)
         return (jacobian_term + 0.5 * square).mean()
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         """Train ``n_steps`` on ``samples`` ``[M, d]``, return the score at ``at`` ``[N, d]`` (or the samples)."""
         dim = samples.shape[1]
         if self.net is None:

@@ -54,7 +54,7 @@ class Stein(ScoreEstimator):
         self.bandwidth = bandwidth
         self.bandwidth_multiplier = bandwidth_multiplier
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         """Fit on ``samples`` ``[..., M, d]``; return the score at ``at`` ``[..., N, d]`` (default:
         at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
         if samples.dtype == torch.float32 and self.eta < FLOAT32_MIN_ETA:

@@ -35,7 +35,7 @@ class DiagonalGaussianScore(mireg.ScoreEstimator):
         check_options(DiagonalGaussianScore, locals())
         self.ridge = ridge
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         """``samples`` ``[..., M, d]`` (validated by the base class) -> the score at ``at`` ``[..., N, d]``."""
         mean = samples.mean(-2, keepdim=True)
         variance = samples.var(-2, unbiased=False, keepdim=True) + self.ridge
