@@ -15,9 +15,14 @@ from __future__ import annotations
 from mireg.api import entropy_surrogate, list_estimators, mi_gradient_estimator, score_estimator
 from mireg.errors import (
     AmbiguousEstimatorError,
+    CalibrationError,
+    CalibrationWarning,
     ConfigError,
+    NonFiniteError,
     OptionError,
+    OutputError,
     PluginError,
+    ScoreOutputError,
     UnknownEstimatorError,
 )
 from mireg.estimators import MIGradientEstimator, ScoreEstimator
@@ -26,12 +31,17 @@ from mireg.registry import EstimatorInfo, _version
 
 __all__ = [
     "AmbiguousEstimatorError",
+    "CalibrationError",
+    "CalibrationWarning",
     "ConfigError",
     "EstimatorInfo",
     "MIGradientEstimator",
+    "NonFiniteError",
     "OptionError",
+    "OutputError",
     "PluginError",
     "ScoreEstimator",
+    "ScoreOutputError",
     "UnknownEstimatorError",
     "__version__",
     "entropy_surrogate",
