@@ -15,9 +15,14 @@ from __future__ import annotations
 from mireg.api import entropy_surrogate, list_estimators, mi_gradient_estimator, score_estimator
 from mireg.errors import (
     AmbiguousEstimatorError,
+    CalibrationError,
+    CalibrationWarning,
     ConfigError,
+    NonFiniteError,
     OptionError,
+    OutputError,
     PluginError,
+    ScoreOutputError,
     UnknownEstimatorError,
 )
 from mireg.estimate import MIEstimate, estimate_mi
@@ -27,13 +32,18 @@ from mireg.registry import EstimatorInfo, _version
 
 __all__ = [
     "AmbiguousEstimatorError",
+    "CalibrationError",
+    "CalibrationWarning",
     "ConfigError",
     "EstimatorInfo",
     "MIEstimate",
     "MIGradientEstimator",
+    "NonFiniteError",
     "OptionError",
+    "OutputError",
     "PluginError",
     "ScoreEstimator",
+    "ScoreOutputError",
     "UnknownEstimatorError",
     "__version__",
     "entropy_surrogate",

@@ -279,10 +279,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def check_batch_size(train: TrainSettings, rows: int, *, estimator_cls: type | None = None, world: int = 1) -> None:
+def check_batch_size(
+    train: TrainSettings,
+    rows: int,
+    *,
+    estimator_cls: type[MIGradientEstimator] | None = None,
+    estimator_options: Mapping[str, Any] | None = None,
+    world: int = 1,
+) -> None:
     """Raise :class:`ConfigError` unless a batch of ``world × train.batch_size`` rows fits in the
-    ``rows`` training rows and holds at least the estimator's ``min_batch_size`` rows (default 2)."""
-    least = max(2, int(getattr(estimator_cls, "min_batch_size", 2)))
+    ``rows`` training rows and holds at least the rows the estimator built with ``estimator_options``
+    accepts (:meth:`~mireg.MIGradientEstimator.min_batch_size`; 2 without an estimator)."""
+    least = 2 if estimator_cls is None else max(2, estimator_cls.min_batch_size(estimator_options))
     batch = train.batch_size * world
     if least <= batch <= rows:
         return

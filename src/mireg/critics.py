@@ -214,22 +214,12 @@ def build_critic(
     embed_dim: int,
     activation: Activation,
 ) -> SeparableCritic | ConcatCritic:
-    """The critic named ``critic`` (``"separable"`` or ``"concat"``), with options checked.
+    """The critic named ``critic`` (``"separable"`` or ``"concat"``).
 
     ``embed_dim`` applies to the separable critic only. ``x_dim``/``z_dim`` build it eagerly;
-    ``None`` infers them at the first call.
+    ``None`` infers them at the first call. The ranges and choices of the options are declared
+    (and checked) by :mod:`mireg.critic_options`.
     """
-    for label, value in (("x_dim", x_dim), ("z_dim", z_dim)):
-        if value is not None and value < 1:
-            raise ValueError(f"{label} must be a positive integer (flattened width) or None (inferred), got {value}")
-    if hidden < 1:
-        raise ValueError(f"hidden must be a positive integer, got {hidden}")
-    if layers < 0:
-        raise ValueError(f"layers must be >= 0, got {layers}")
-    if embed_dim < 1:
-        raise ValueError(f"embed_dim must be a positive integer, got {embed_dim}")
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
     if critic == "separable":
         return SeparableCritic(
             x_dim=x_dim, z_dim=z_dim, hidden=hidden, layers=layers, embed_dim=embed_dim, activation=activation
@@ -271,18 +261,24 @@ def pair_scores(
     return joint, negative
 
 
-def _input_layers(critic: SeparableCritic | ConcatCritic) -> tuple[nn.Module, nn.Module]:
-    """The first layers of the x and z sides of ``critic``."""
+def _input_layers(critic: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """The first layers of the x and z sides of ``critic``; ``None`` for a critic of another kind."""
     if isinstance(critic, SeparableCritic):
         return critic.f[0], critic.g[0]
-    return critic.first_x, critic.first_z
+    if isinstance(critic, ConcatCritic):
+        return critic.first_x, critic.first_z
+    return None
 
 
-def check_critic_inputs(critic: SeparableCritic | ConcatCritic, x: Tensor, z: Tensor, name: str) -> None:
+def check_critic_inputs(critic: nn.Module, x: Tensor, z: Tensor, name: str) -> None:
     """Refuse ``x`` ``[B, dx]`` and ``z`` ``[B, dz]`` whose widths, dtype or device differ from those the
-    critic was built for (from ``x_dim``/``z_dim`` or its first call), instead of failing inside a matmul."""
+    critic was built for (from ``x_dim``/``z_dim`` or its first call), instead of failing inside a matmul.
+    A critic other than :class:`SeparableCritic` and :class:`ConcatCritic` (a stand-in) is not checked."""
+    layers = _input_layers(critic)
+    if layers is None:
+        return
     autocast = torch.is_autocast_enabled(x.device.type)  # autocast casts inside the layers itself
-    for label, layer, value in zip(("x", "z"), _input_layers(critic), (x, z), strict=True):
+    for label, layer, value in zip(("x", "z"), layers, (x, z), strict=True):
         weight: Tensor = layer.weight  # type: ignore[assignment]
         # A lazy layer is sized by the first call (its in_features stays 0 even after loading a state).
         if not isinstance(weight, nn.parameter.UninitializedParameter) and weight.shape[-1] != value.shape[1]:
@@ -297,12 +293,6 @@ def check_critic_inputs(critic: SeparableCritic | ConcatCritic, x: Tensor, z: Te
                 f"on {weight.device}; convert the inputs ({label}.to({weight.dtype})) or move the estimator before its "
                 f"first step (mi.to({value.dtype}) / mi.to({str(value.device)!r}))"
             )
-
-
-def check_negatives(negatives: int | None) -> None:
-    """``negatives`` must be ``None`` (all pairs) or a positive integer."""
-    if negatives is not None and negatives < 1:
-        raise ValueError(f"negatives must be a positive integer (pairs per row) or None (all B - 1), got {negatives}")
 
 
 def off_diagonal(scores: Tensor) -> Tensor:
@@ -341,7 +331,6 @@ class CriticEstimator(MIGradientEstimator):
         negatives: int | None,
     ) -> None:
         super().__init__()
-        check_negatives(negatives)
         self.critic, self.hidden, self.layers, self.embed_dim = critic, hidden, layers, embed_dim
         self.activation, self.x_dim, self.z_dim, self.negatives = activation, x_dim, z_dim, negatives
         self.critic_net = build_critic(
@@ -361,6 +350,6 @@ class CriticEstimator(MIGradientEstimator):
         """The value of the batch, to maximise; ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
         return self.bound(*self.scores(x, z))
 
-    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
+    def _estimate(self, x: Tensor, z: Tensor) -> Tensor:
         """The value of the batch in nats (0-dim, differentiable); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
         return self.bound(*self.scores(x, z))

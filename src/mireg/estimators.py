@@ -1,10 +1,23 @@
 """The two contracts every estimator fulfils: :class:`ScoreEstimator` and
 :class:`MIGradientEstimator`.
 
-Both validate their inputs before the subclass sees them: a subclass writes ``score`` (or
-``forward``/``estimate``) for well-formed tensors, and the base class wraps those methods so
-that NaN/Inf, wrong ranks, too few samples or mismatched widths raise a :class:`ValueError`
-that says what was wrong and what was expected, and checks what ``score`` returns.
+Both are template methods: the public entry point a user calls is defined here, validates the
+inputs (NaN/Inf, wrong ranks, too few samples or mismatched widths raise a :class:`ValueError`
+that says what was wrong and what was expected), calls the implementation a plugin writes, and
+checks what it returns:
+
+=====================  =================================================  ====================
+a user calls           validated by                                       a plugin implements
+=====================  =================================================  ====================
+``est.score(s, at)``   :meth:`ScoreEstimator.score`                       ``_score(s, at)``
+``mi(x, z, ...)``      forward hooks registered in                        ``forward(x, z)``
+                       :meth:`MIGradientEstimator.__init__`
+``mi.estimate(x, z)``  :meth:`MIGradientEstimator.estimate`               ``_estimate(x, z)``
+=====================  =================================================  ====================
+
+``mi(x, z)`` is torch's own template method (``nn.Module.__call__`` runs the hooks around
+``forward``), so an implementation that calls ``super().forward(x, z)`` is not validated, and
+nothing is gathered, a second time.
 
 Supported dtypes: float32 and float64 are computed as given. Half precision (float16, bfloat16)
 is computed in float32 and the result cast back (eigensolvers, Cholesky factors and score
@@ -15,9 +28,8 @@ raises :class:`~mireg.errors.NonFiniteError`. Integer tensors are rejected.
 from __future__ import annotations
 
 import abc
-import functools
-from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -26,8 +38,6 @@ from mireg.distributed import gather_rows
 from mireg.errors import NonFiniteError, ScoreOutputError
 from mireg.options import option_specs
 from mireg.text import summary_line
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: Dtypes computed in float32 and cast back: too coarse for the linear algebra of the estimators.
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -162,48 +172,6 @@ def check_score_output(estimator: ScoreEstimator, out: object, samples: Tensor, 
     return out
 
 
-def _validated_score(method: F, batched: bool) -> F:
-    @functools.wraps(method)
-    def score(self: ScoreEstimator, samples: Tensor, at: Tensor | None = None) -> Tensor:
-        samples, at = check_samples(samples, at, batched=batched)
-        dtype = compute_dtype(samples.dtype)
-        if dtype == samples.dtype:
-            return check_score_output(self, method(self, samples, at), samples, at)
-        wide, wide_at = samples.to(dtype), None if at is None else at.to(dtype)
-        wide_out = check_score_output(self, method(self, wide, wide_at), wide, wide_at)
-        out = wide_out.to(samples.dtype)
-        if not bool(torch.isfinite(out).all()):
-            raise NonFiniteError(
-                f"score estimator {describe(self)} computed in float32 a score outside the range of "
-                f"{samples.dtype} (largest |value| {float(wide_out.abs().amax()):.3g}); pass float32 samples"
-            )
-        return out
-
-    score.__mireg_validated__ = True  # type: ignore[attr-defined]
-    return score  # type: ignore[return-value]
-
-
-def _validated_pair(method: F) -> F:
-    @functools.wraps(method)
-    def wrapper(self: MIGradientEstimator, x: Tensor, z: Tensor, *args: Any, **kwargs: Any) -> Any:
-        x, z = check_pair(x, z)
-        if self.gather_across_ranks:
-            x, z = gather_rows(x), gather_rows(z)
-            kwargs = {k: gather_rows(v) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
-        out = method(self, x, z, *args, **kwargs)
-        if isinstance(out, Tensor) and not bool(torch.isfinite(out.detach()).all()):
-            peak = max(float(x.detach().abs().amax()), float(z.detach().abs().amax()))
-            raise NonFiniteError(
-                f"MI estimator {describe(self)} returned a non-finite value for finite inputs (largest |value| "
-                f"{peak:.3g}, {x.dtype}): the computation left the range of the dtype; standardise x and z, use "
-                "float64, or lower the learning rate if this happens during training"
-            )
-        return out
-
-    wrapper.__mireg_validated__ = True  # type: ignore[attr-defined]
-    return wrapper  # type: ignore[return-value]
-
-
 class _Described:
     """Class attributes shared by both contracts."""
 
@@ -231,7 +199,8 @@ class ScoreEstimator(_Described, abc.ABC):
     """Estimates the score ∇ log q(x) of a distribution known only through samples.
 
     Subclasses set ``name``, take their options as keyword-only ``__init__`` parameters and
-    implement ``score``. Inputs reach ``score`` validated (see :func:`check_samples`).
+    implement :meth:`_score`; users call :meth:`score`, which validates the inputs (see
+    :func:`check_samples`) and the output (see :func:`check_score_output`) around it.
     Nonparametric estimators fit from scratch at every call; parametric ones (a score network)
     set ``parametric = True``, subclass :class:`torch.nn.Module` too and keep training.
     """
@@ -240,57 +209,137 @@ class ScoreEstimator(_Described, abc.ABC):
     batched: ClassVar[bool] = False
     #: Whether the estimator keeps learned state across calls (then it is an ``nn.Module``).
     parametric: ClassVar[bool] = False
+    #: Options MIGE builds this estimator with for its whitened batches; a user's ``score_options`` override them.
+    whitened_options: ClassVar[Mapping[str, Any]] = {}
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        method = cls.__dict__.get("score")
-        if method is not None and not getattr(method, "__mireg_validated__", False):
-            cls.score = _validated_score(method, cls.batched)  # type: ignore[method-assign]
-
-    @abc.abstractmethod
     def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
         """Fit on ``samples`` ``[M, d]`` and return the score at ``at`` ``[N, d]`` (default: at
         the samples), shape ``[N, d]`` (``[M, d]``), in the dtype and device of the input.
 
-        Subclasses receive float32 or float64 only (half precision arrives as float32 and the
-        result is cast back) and must return finite values: the base class checks both."""
+        Validates ``samples`` and ``at``, computes half precision in float32 (cast back; a result
+        outside the half range raises :class:`~mireg.errors.NonFiniteError`), calls :meth:`_score`
+        and checks its result (:func:`check_score_output`).
+        """
+        samples, at = check_samples(samples, at, batched=self.batched)
+        dtype = compute_dtype(samples.dtype)
+        if dtype == samples.dtype:
+            return check_score_output(self, self._score(samples, at), samples, at)
+        wide, wide_at = samples.to(dtype), None if at is None else at.to(dtype)
+        wide_out = check_score_output(self, self._score(wide, wide_at), wide, wide_at)
+        out = wide_out.to(samples.dtype)
+        if not bool(torch.isfinite(out).all()):
+            raise NonFiniteError(
+                f"score estimator {describe(self)} computed in float32 a score outside the range of "
+                f"{samples.dtype} (largest |value| {float(wide_out.abs().amax()):.3g}); pass float32 samples"
+            )
+        return out
+
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
+        """The implementation of :meth:`score`: ``samples`` ``[M, d]`` (``[..., M, d]`` when
+        ``batched``), ``at`` ``[N, d]`` or ``None`` -> ``[N, d]`` (``[M, d]``).
+
+        Receives validated float32 or float64 tensors only and must return finite values of that
+        dtype: :meth:`score` checks both. (A plugin written against the first contract overrides
+        :meth:`score` itself instead; that still works, without the checks.)"""
+        raise NotImplementedError(f"{type(self).__name__} must implement _score(samples, at)")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
+def check_estimator_output(estimator: MIGradientEstimator, out: object, x: Tensor, z: Tensor) -> Any:
+    """``out`` unchanged unless it is a tensor holding NaN/Inf, which raises :class:`~mireg.errors.NonFiniteError`
+    naming ``estimator`` and the largest |value| of its inputs ``x`` ``[B, dx]`` and ``z`` ``[B, dz]``."""
+    if isinstance(out, Tensor) and not bool(torch.isfinite(out.detach()).all()):
+        peak = max(float(x.detach().abs().amax()), float(z.detach().abs().amax()))
+        raise NonFiniteError(
+            f"MI estimator {describe(estimator)} returned a non-finite value for finite inputs (largest |value| "
+            f"{peak:.3g}, {x.dtype}): the computation left the range of the dtype; standardise x and z, use "
+            "float64, or lower the learning rate if this happens during training"
+        )
+    return out
+
+
+def _prepare_call(
+    module: MIGradientEstimator, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Forward pre-hook of every MI estimator: ``mi(x, z, **extra)`` reaches ``forward`` as
+    :meth:`MIGradientEstimator.prepare` returns it (``x`` and ``z`` given by position or by name)."""
+    kwargs = dict(kwargs)
+    pair = [*args[:2], *(kwargs.pop(name) for name in ("x", "z")[len(args) :] if name in kwargs)]
+    if len(pair) != 2:
+        raise TypeError(f"{type(module).__name__} is called as mi(x, z) with two tensors, got {len(pair)}")
+    x, z, extra = module.prepare(pair[0], pair[1], kwargs)
+    return (x, z, *args[2:]), extra
+
+
+def _check_call_output(module: MIGradientEstimator, args: tuple[Any, ...], output: Any) -> Any:
+    """Forward hook of every MI estimator: the output of ``forward`` checked (:func:`check_estimator_output`)."""
+    return check_estimator_output(module, output, args[0], args[1])
+
+
 class MIGradientEstimator(_Described, nn.Module):
     """A module whose scalar output has the gradient of I(x; z) (an estimate of it).
 
-    ``forward(x, z)`` returns a scalar surrogate: backpropagating it gives an estimate of
-    ∇I(x; z) w.r.t. everything upstream of ``x`` and ``z`` (and trains any critic, which is a
-    submodule, so ``mi.parameters()`` belongs in the optimizer). ``estimate(x, z)`` returns the
-    MI value for bound estimators and ``None`` for pure gradient estimators (MIGE). Both receive
-    ``x`` as ``[B, dx]`` and ``z`` as ``[B, dz]``: inputs are validated and flattened first.
+    ``mi(x, z)`` returns a scalar surrogate: backpropagating it gives an estimate of ∇I(x; z)
+    w.r.t. everything upstream of ``x`` and ``z`` (and trains any critic, which is a submodule,
+    so ``mi.parameters()`` belongs in the optimizer). ``mi.estimate(x, z)`` returns the MI value
+    for bound estimators and ``None`` for pure gradient estimators (MIGE).
 
-    Under ``torch.distributed`` both receive the global batch: the rows of every rank, gathered
-    with the gradient path to each rank's own rows kept (:mod:`mireg.distributed`), and so do
-    tensor keyword arguments with one row per sample. Set ``gather_across_ranks = False`` on a
-    subclass that handles ranks itself.
+    Subclasses implement ``forward(x, z)`` and :meth:`_estimate`; both receive the arguments as
+    :meth:`prepare` returns them: validated, ``x`` as ``[B, dx]`` and ``z`` as ``[B, dz]``
+    (flattened), and, when ``gather_across_ranks`` is set (the default) and torch.distributed is
+    initialised, the global batch: the rows of every rank, gathered with the gradient path to
+    each rank's own rows kept (:mod:`mireg.distributed`), and so are tensor keyword arguments of
+    ``mi(x, z, ...)`` with one row per sample. A subclass that gathers what it needs itself sets
+    ``gather_across_ranks = False`` and calls :func:`mireg.distributed.gather_rows`.
     """
 
-    #: Whether inputs are gathered across ranks when torch.distributed is initialised.
+    #: Whether :meth:`prepare` gathers the inputs across ranks when torch.distributed is initialised.
     gather_across_ranks: ClassVar[bool] = True
+    #: Whether ``mi(x, z, log_var=...)`` takes the log-variances of a Gaussian encoder q(z|x) (Circumstance III).
+    accepts_log_var: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for attribute in ("forward", "estimate"):
-            method = cls.__dict__.get(attribute)
-            if method is not None and not getattr(method, "__mireg_validated__", False):
-                setattr(cls, attribute, _validated_pair(method))
+    def __init__(self) -> None:
+        super().__init__()
+        # mi(x, z): nn.Module.__call__ runs these around forward; validation and gathering happen once per call.
+        self.register_forward_pre_hook(_prepare_call, with_kwargs=True)
+        self.register_forward_hook(_check_call_output)
+
+    @classmethod
+    def min_batch_size(cls, options: Mapping[str, Any] | None = None) -> int:
+        """The fewest rows of a (global) batch the estimator built with ``options`` accepts: 2 (a pair
+        and a negative); a subclass with a higher minimum overrides this."""
+        return 2
+
+    def prepare(self, x: object, z: object, extra: dict[str, Any]) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        """The arguments ``forward`` and :meth:`_estimate` receive: ``x`` ``[B, ...]`` and ``z``
+        ``[B, ...]`` validated and flattened to ``[B, dx]``, ``[B, dz]`` (:func:`check_pair`); with
+        ``gather_across_ranks``, they and the tensors in ``extra`` gathered across ranks."""
+        a, b = check_pair(x, z)
+        if self.gather_across_ranks:
+            a, b = gather_rows(a), gather_rows(b)
+            extra = {k: gather_rows(v) if isinstance(v, Tensor) else v for k, v in extra.items()}
+        return a, b, extra
 
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
         """Scalar surrogate whose gradient estimates ∇I(x; z); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x, z)")
 
     def estimate(self, x: Tensor, z: Tensor) -> Tensor | None:
-        """The MI estimate in nats as a 0-dim tensor, or ``None`` for gradient-only estimators."""
-        raise NotImplementedError(f"{type(self).__name__} must implement estimate(x, z)")
+        """The MI estimate in nats as a 0-dim tensor, or ``None`` for gradient-only estimators.
+
+        ``x`` ``[B, ...]``, ``z`` ``[B, ...]``: prepared (:meth:`prepare`) for :meth:`_estimate`,
+        whose result is checked (:func:`check_estimator_output`)."""
+        a, b, _ = self.prepare(x, z, {})
+        out: Tensor | None = check_estimator_output(self, self._estimate(a, b), a, b)
+        return out
+
+    def _estimate(self, x: Tensor, z: Tensor) -> Tensor | None:
+        """The implementation of :meth:`estimate`, on prepared ``x`` ``[B, dx]`` and ``z`` ``[B, dz]``.
+        (A plugin written against the first contract overrides :meth:`estimate` itself; that still
+        works, on unprepared inputs.)"""
+        raise NotImplementedError(f"{type(self).__name__} must implement _estimate(x, z)")
 
     def training_loss(self, x: Tensor, z: Tensor, value: Tensor | None = None) -> Tensor:
         """The 0-dim loss this estimator's own parameters (a critic, a variational q) descend on a batch.

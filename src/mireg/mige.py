@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -51,7 +51,7 @@ from mireg.estimators import (
     describe,
 )
 from mireg.hookspecs import Register, hookimpl
-from mireg.options import validate_options
+from mireg.options import Range, check_options, validate_options
 from mireg.projection import flip_columns, random_projection
 
 Precondition = Literal["auto", "full", "diag", "none"]
@@ -77,7 +77,7 @@ def _build_score(
             f"score must be a ScoreEstimator class or instance, got {score!r}; names are resolved by a registry: "
             f"mireg.mi_gradient_estimator('mige', score={score!r}) or mireg.entropy_surrogate(z, score={score!r})"
         )
-    options = {**getattr(score, "whitened_options", {}), **(options or {})}  # given options override the plugin's
+    options = {**score.whitened_options, **(options or {})}  # given options override the plugin's
     return score(**validate_options(score, options, where=where))
 
 
@@ -351,10 +351,8 @@ class MIGE(MIGradientEstimator):
     :mod:`mireg.heat_flow`). With ``log_var`` or ``conditional_score`` it uses Circumstance III,
     ∇H(z) − ∇H(z|x), for stochastic encoders.
 
-    Defaults were chosen on the correlated-Gaussian toy (``benchmarks/toy_gradient.py``; numbers in
-    ``benchmarks/results/toy_gradient.md``): SSGE on whitened, calibrated batches is the most
-    accurate setting there; the raw-coordinate setting of the paper (``precondition="none",
-    calibrate="none"``) underestimates ∇I at high correlation.
+    Defaults were chosen on the correlated-Gaussian toy (``benchmarks/toy_gradient.py``; the
+    comparison of settings is in ``benchmarks/results/toy_gradient.md``).
 
     Calibration that cannot apply (an untrained score network, whose estimate is not yet
     positively correlated with the samples, or a singular moment matrix) is skipped for that
@@ -376,6 +374,7 @@ class MIGE(MIGradientEstimator):
     """
 
     name = "mige"
+    accepts_log_var = True
     #: Whether this instance has warned that a score estimate could not be calibrated.
     _calibration_warned = False
     #: MIGE gathers across ranks itself: only what it uses, and the data side after projection.
@@ -392,22 +391,15 @@ class MIGE(MIGradientEstimator):
         score: str | type[ScoreEstimator] | ScoreEstimator = "ssge",
         score_options: dict[str, Any] | None = None,
         precondition: Precondition = "auto",
-        shrinkage: float = 1e-3,
+        shrinkage: Annotated[float, Range(0, 1, high_open=True)] = 1e-3,
         calibrate: Calibrate = "affine",
-        projection_dim: int | None = None,
+        projection_dim: Annotated[int, Range(1)] | None = None,
         fixed_projection: bool = False,
         seed: int = 0,
-        landmarks: int | None = DEFAULT_LANDMARKS,
+        landmarks: Annotated[int, Range(MIN_PRECONDITIONED_BATCH)] | None = DEFAULT_LANDMARKS,
     ) -> None:
+        check_options(MIGE, locals())
         super().__init__()
-        if not 0.0 <= shrinkage < 1.0:
-            raise ValueError(f"shrinkage must be in [0, 1), got {shrinkage}")
-        if projection_dim is not None and projection_dim < 1:
-            raise ValueError(f"projection_dim must be a positive integer or None, got {projection_dim}")
-        if precondition not in PRECONDITIONS:
-            raise ValueError(f"precondition must be one of {PRECONDITIONS}, got {precondition!r}")
-        if calibrate not in ("affine", "scale", "none"):
-            raise ValueError(f"calibrate must be 'affine', 'scale' or 'none', got {calibrate!r}")
         prototype = _build_score(score, score_options)
         self.score = prototype.name
         self.score_options = score_options
@@ -417,10 +409,6 @@ class MIGE(MIGradientEstimator):
         self.projection_dim = projection_dim
         self.fixed_projection = fixed_projection
         self.seed = seed
-        if landmarks is not None and landmarks < MIN_PRECONDITIONED_BATCH:
-            raise ValueError(
-                f"landmarks must be an integer >= {MIN_PRECONDITIONED_BATCH} or None (exact), got {landmarks!r}"
-            )
         self.landmarks = landmarks
         # One estimator per entropy term: parametric ones (score networks) learn each density.
         terms = ("x", "z", "joint")
@@ -430,6 +418,11 @@ class MIGE(MIGradientEstimator):
         else:
             self.estimators = estimators
         self.register_buffer("projection", None, persistent=False)
+
+    @classmethod
+    def min_batch_size(cls, options: Mapping[str, Any] | None = None) -> int:
+        """:data:`MIN_PRECONDITIONED_BATCH` rows, or 2 with ``precondition="none"`` (raw coordinates)."""
+        return 2 if (options or {}).get("precondition") == "none" else MIN_PRECONDITIONED_BATCH
 
     def _entropy(self, term: str, samples: Tensor) -> Tensor:
         estimator: ScoreEstimator = self.estimators[term]  # type: ignore[assignment]
@@ -523,7 +516,7 @@ class MIGE(MIGradientEstimator):
             conditional = -(conditional_score.detach() * z).sum(-1).mean()  # type: ignore[union-attr]
         return marginal - conditional
 
-    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
+    def _estimate(self, x: Tensor, z: Tensor) -> Tensor:
         """I(x; z) in nats from this estimator's score estimates by the heat-flow identity.
 
         See :func:`mireg.heat_flow.heat_flow_mi`: default grid, one noise draw from a generator

@@ -230,6 +230,8 @@ class Registry:
             if not isinstance(cls, type) or (base is not None and not issubclass(cls, base)):
                 expected = base.__name__ if base else "a class"
                 raise PluginError(f"register() for a {_KIND_WORDS[kind]} takes a subclass of {expected}, got {cls!r}")
+            if kind == "score" and cls._score is ScoreEstimator._score and cls.score is ScoreEstimator.score:
+                raise PluginError(f"{cls.__qualname__} implements neither _score(samples, at) nor score(samples, at)")
             name = getattr(cls, "name", None)
             if not isinstance(name, str) or not name.strip() or "/" in name:
                 raise PluginError(f"{cls.__qualname__} needs a class attribute `name` (a non-empty string without '/')")

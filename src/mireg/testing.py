@@ -402,7 +402,7 @@ class FittedGaussianScore(ScoreEstimator):
             raise ValueError(f"ridge must be >= 0, got {ridge}")
         self.ridge = ridge
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         """Fit on ``samples`` ``[M, d]``; the score at ``at`` ``[N, d]`` (default: the samples)."""
         points = samples if at is None else at
         mean = samples.mean(0)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from conftest import GaussianScore, ZeroMI
 
+import mireg
 from mireg.critics import CriticEstimator
+from mireg.errors import NonFiniteError, PluginError
+from mireg.mige import MIGE
+from mireg.registry import Registry
 
 GOOD = torch.randn(16, 3)
 
@@ -101,3 +107,64 @@ def test_critics_refuse_other_widths_and_dtypes_than_their_first_call(critic: st
     eager = MeanGap(critic=critic, x_dim=5)
     with pytest.raises(ValueError, match="built for x of width 5"):
         eager(torch.randn(8, 3), torch.randn(8, 2))
+
+
+def test_mi_takes_x_and_z_by_name_and_hands_keyword_tensors_on() -> None:
+    seen = {}
+
+    class Keywords(ZeroMI):
+        def forward(self, x: torch.Tensor, z: torch.Tensor, *, weight: torch.Tensor) -> torch.Tensor:
+            seen["shapes"] = (tuple(x.shape), tuple(z.shape), tuple(weight.shape))
+            return (x.sum(1) * weight).mean()
+
+    mi = Keywords()
+    mi(x=torch.randn(4, 3, 2), z=torch.randn(4, 5), weight=torch.ones(4))
+    assert seen["shapes"] == ((4, 6), (4, 5), (4,))
+    with pytest.raises(TypeError, match=r"called as mi\(x, z\) with two tensors, got 1"):
+        mi(torch.randn(4, 3), weight=torch.ones(4))
+    nan = torch.full((4,), float("nan"))
+    with pytest.raises(NonFiniteError, match=r"'zero' \(.*Keywords\) returned a non-finite value"):
+        mi(torch.randn(4, 3), torch.randn(4, 2), weight=nan)  # the output is checked too
+
+
+def test_a_plugin_of_the_first_contract_overriding_score_still_registers_and_works() -> None:
+    class OldStyle(mireg.ScoreEstimator):
+        """Overrides score itself, as plugins of the first contract do."""
+
+        name = "old-style"
+
+        def score(self, samples: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+            return -(samples if at is None else at)
+
+    class Neither(mireg.ScoreEstimator):
+        """Implements no score at all."""
+
+        name = "neither"
+
+    registry = Registry()
+    registry.register_plugin(_plugin_registering(OldStyle), distribution="old")
+    x = torch.randn(8, 2)
+    assert torch.equal(registry.create("score", "old-style").score(x), -x)
+    with pytest.raises(PluginError, match="implements neither _score"):
+        registry.register_plugin(_plugin_registering(Neither), distribution="neither")
+    with pytest.raises(NotImplementedError, match="must implement _score"):
+        Neither().score(x)
+
+
+def _plugin_registering(cls: type) -> object:
+    class Plugin:
+        @mireg.hookimpl
+        def register_score_estimators(self, register: Callable[..., None]) -> None:
+            register(cls)
+
+    return Plugin()
+
+
+def test_capabilities_are_declared() -> None:
+    assert MIGE.accepts_log_var and not ZeroMI.accepts_log_var
+    assert ZeroMI.min_batch_size() == 2
+    assert MIGE.min_batch_size() == MIGE.min_batch_size({"precondition": "diag"}) == 3
+    assert MIGE.min_batch_size({"precondition": "none"}) == 2
+    z = torch.randn(2, 2, requires_grad=True)
+    with pytest.raises(ValueError, match="at least 3 samples, got 2"):  # the declared minimum is the real one
+        MIGE(score=GaussianScore())(torch.randn(2, 2), z)

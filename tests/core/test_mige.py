@@ -29,7 +29,7 @@ class ExactToyScore(mireg.ScoreEstimator):
         self.precision = {d: eye, 2 * d: torch.linalg.inv(joint)}
         self.widths: list[int] = []
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         self.widths.append(samples.shape[1])
         return -samples @ self.precision[samples.shape[1]].to(samples.dtype)
 
@@ -209,5 +209,5 @@ class ShrinkingScore(GaussianScore):
         super().__init__()
         self.factor = factor
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
-        return self.factor * super().score(samples, at)
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
+        return self.factor * super()._score(samples, at)

@@ -61,7 +61,7 @@ GOOD_SOURCE = '''
         def __init__(self, *, scale: float = 1.0) -> None:
             self.scale = scale
 
-        def score(self, samples, at=None):
+        def _score(self, samples, at):
             return -self.scale * (samples if at is None else at)
 
 

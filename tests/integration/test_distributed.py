@@ -54,6 +54,46 @@ def gradients(case: str, rows: slice) -> dict[str, torch.Tensor]:
     return grads
 
 
+class RowCounter(mireg.MIGradientEstimator):
+    """Records how many rows ``forward`` and ``_estimate`` receive (x, z and the keyword tensor ``weight``)."""
+
+    name = "row-counter"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[int] = []
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor, *, weight: torch.Tensor) -> torch.Tensor:
+        self.rows += [x.shape[0], z.shape[0], weight.shape[0]]
+        return (x.sum(1) * z.sum(1) * weight).mean()
+
+    def _estimate(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        self.rows += [x.shape[0], z.shape[0]]
+        return (x.sum(1) * z.sum(1)).mean()
+
+
+class CallsSuper(RowCounter):
+    """Overrides both implementations and calls the base's: the inputs must not be gathered again."""
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor, *, weight: torch.Tensor) -> torch.Tensor:
+        self.rows.append(x.shape[0])
+        return super().forward(x, z, weight=weight)
+
+    def _estimate(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        self.rows.append(x.shape[0])
+        return super()._estimate(x, z)
+
+
+def rows_seen(rows: slice) -> dict[str, torch.Tensor]:
+    """Rows each implementation of :class:`CallsSuper` saw, and its forward and estimate values, on ``rows``."""
+    torch.manual_seed(0)
+    x, z, weight = torch.randn(3, WORLD * BATCH, 4, dtype=torch.float64)[:, rows]
+    mi = CallsSuper()
+    value = mi(x, z, weight=weight[:, 0])
+    estimate = mi.estimate(x, z)
+    return {"rows": torch.tensor(mi.rows), "value": value.detach(), "estimate": estimate}
+
+
 def _worker(rank: int, store: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
@@ -66,6 +106,7 @@ def _worker(rank: int, store: str, out: str) -> None:
                     dist.all_reduce(grad)
                     grad /= WORLD
             results[case] = grads
+        results["calls-super"] = rows_seen(slice(rank * BATCH, (rank + 1) * BATCH))
         if rank == 0:
             torch.save(results, out)
     finally:
@@ -95,3 +136,14 @@ def test_two_processes_match_one_process_with_the_global_batch(
 def test_without_a_process_group_nothing_is_gathered() -> None:
     x = torch.randn(4, 2, requires_grad=True)
     assert gather_rows(x) is x
+
+
+def test_a_subclass_calling_super_gathers_the_rows_once(
+    two_process_gradients: dict[str, dict[str, torch.Tensor]],
+) -> None:
+    seen = two_process_gradients["calls-super"]
+    # forward: subclass x, base x, z, weight; estimate: subclass x, base x, z. Gathered twice would be 4 * BATCH.
+    assert seen["rows"].tolist() == [WORLD * BATCH] * 7
+    single = rows_seen(slice(None))
+    torch.testing.assert_close(seen["value"], single["value"], rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(seen["estimate"], single["estimate"], rtol=1e-12, atol=0.0)

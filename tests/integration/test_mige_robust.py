@@ -94,7 +94,7 @@ class BadScore(mireg.ScoreEstimator):
     def __init__(self, mode: str) -> None:
         self.mode = mode
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         if self.mode == "narrow":
             return samples[:, :1]
         return torch.full_like(samples, float("nan"))

@@ -18,7 +18,6 @@ Test error follows VIB: the softmax averaged over ``eval.samples`` draws of z.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -96,7 +95,7 @@ class IBNetwork(nn.Module):
 
 
 def _takes_log_var(estimator: MIGradientEstimator) -> bool:
-    return "log_var" in inspect.signature(estimator.forward).parameters
+    return estimator.accepts_log_var
 
 
 class IB(Task):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from mireg.estimators import ScoreEstimator
 from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth, unit_spread
+from mireg.options import Range, check_options
 
 Eigensolver = Literal["eigh", "subspace"]
 
@@ -105,29 +106,18 @@ class SSGE(ScoreEstimator):
     def __init__(
         self,
         *,
-        threshold: float | None = None,
-        n_eigen: int | None = None,
-        bandwidth: float | None = None,
-        bandwidth_multiplier: float = 1.0,
-        eta: float = 0.1,
+        threshold: Annotated[float, Range(0, 1, low_open=True, high_open=True)] | None = None,
+        n_eigen: Annotated[int, Range(1)] | None = None,
+        bandwidth: Annotated[float, Range(0, low_open=True)] | None = None,
+        bandwidth_multiplier: Annotated[float, Range(0, low_open=True)] = 1.0,
+        eta: Annotated[float, Range(0)] = 0.1,
         eigensolver: Eigensolver = "subspace",
     ) -> None:
+        check_options(SSGE, locals())
         if threshold is not None and n_eigen is not None:
             raise ValueError(
                 f"give either threshold or n_eigen, not both (got threshold={threshold}, n_eigen={n_eigen})"
             )
-        if threshold is not None and not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-        if n_eigen is not None and n_eigen < 1:
-            raise ValueError(f"n_eigen must be a positive integer, got {n_eigen}")
-        if bandwidth is not None and not bandwidth > 0:
-            raise ValueError(f"bandwidth must be > 0 or None (median heuristic), got {bandwidth}")
-        if not bandwidth_multiplier > 0:
-            raise ValueError(f"bandwidth_multiplier must be > 0, got {bandwidth_multiplier}")
-        if not eta >= 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
-        if eigensolver not in ("eigh", "subspace"):
-            raise ValueError(f"eigensolver must be 'eigh' or 'subspace', got {eigensolver!r}")
         self.threshold = threshold
         self.n_eigen = n_eigen
         self.bandwidth = bandwidth
@@ -204,7 +194,7 @@ class SSGE(ScoreEstimator):
         evals, evecs = evals.flip(-1), evecs.flip(-1)
         return evals, evecs, self._kept(evals, trace, m, cap)
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         """Fit on ``samples`` ``[..., M, d]``; return the score at ``at`` ``[..., N, d]`` (default:
         at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
         samples, at, unit = unit_spread(samples, at)  # exact rescaling: squares stay in the float range

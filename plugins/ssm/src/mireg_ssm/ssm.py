@@ -17,12 +17,13 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from mireg import ScoreEstimator
+from mireg.options import Range, check_options
 
 Objective = Literal["ssm_vr", "ssm", "dsm"]
 Activation = Literal["softplus", "elu", "silu", "tanh"]
@@ -163,31 +164,18 @@ class SlicedScoreMatching(ScoreEstimator, nn.Module):
         objective: Objective = "ssm_vr",
         hidden: tuple[int, ...] = (128, 128),
         activation: Activation = "softplus",
-        n_steps: int = 1,
-        lr: float = 1e-3,
-        n_projections: int = 1,
-        noise_std: float = 0.2,
-        ema_decay: float = 0.95,
+        n_steps: Annotated[int, Range(0)] = 1,
+        lr: Annotated[float, Range(0, low_open=True)] = 1e-3,
+        n_projections: Annotated[int, Range(1)] = 1,
+        noise_std: Annotated[float, Range(0, low_open=True)] = 0.2,
+        ema_decay: Annotated[float, Range(0, 1, high_open=True)] = 0.95,
         seed: int = 0,
     ) -> None:
+        check_options(SlicedScoreMatching, locals())
         super().__init__()
-        if objective not in ("ssm_vr", "ssm", "dsm"):
-            raise ValueError(f"objective must be 'ssm_vr', 'ssm' or 'dsm', got {objective!r}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         hidden = tuple(hidden)
         if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in hidden):
             raise ValueError(f"hidden must be a sequence of positive integer widths, got {hidden!r}")
-        if n_steps < 0:
-            raise ValueError(f"n_steps must be >= 0 (0 evaluates without training), got {n_steps}")
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if n_projections < 1:
-            raise ValueError(f"n_projections must be >= 1, got {n_projections}")
-        if not noise_std > 0:
-            raise ValueError(f"noise_std must be positive, got {noise_std}")
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) (0: no averaging), got {ema_decay}")
         self.objective: Objective = objective
         self.hidden = hidden
         self.activation: Activation = activation
@@ -231,7 +219,7 @@ class SlicedScoreMatching(ScoreEstimator, nn.Module):
         square = s.pow(2).sum(-1) if self.objective == "ssm_vr" else sv.pow(2)
         return (jacobian_term + 0.5 * square).mean()
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         """Train ``n_steps`` on ``samples`` ``[M, d]``, return the score at ``at`` ``[N, d]`` (or the samples)."""
         dim = samples.shape[1]
         if self.net is None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import warnings
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
 from mireg.estimators import ScoreEstimator
 from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth, unit_spread
+from mireg.options import Range, check_options
 
 #: Smallest ridge that keeps the float32 Cholesky factorisation reliable (measured up to M = 2048).
 FLOAT32_MIN_ETA = 1e-3
@@ -43,18 +45,19 @@ class Stein(ScoreEstimator):
     batched = True
     references = ("Li & Turner, Gradient Estimators for Implicit Models, ICLR 2018",)
 
-    def __init__(self, *, eta: float = 0.1, bandwidth: float | None = None, bandwidth_multiplier: float = 2.0) -> None:
-        if not eta >= 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
-        if bandwidth is not None and not bandwidth > 0:
-            raise ValueError(f"bandwidth must be > 0 or None (median heuristic), got {bandwidth}")
-        if not bandwidth_multiplier > 0:
-            raise ValueError(f"bandwidth_multiplier must be > 0, got {bandwidth_multiplier}")
+    def __init__(
+        self,
+        *,
+        eta: Annotated[float, Range(0)] = 0.1,
+        bandwidth: Annotated[float, Range(0, low_open=True)] | None = None,
+        bandwidth_multiplier: Annotated[float, Range(0, low_open=True)] = 2.0,
+    ) -> None:
+        check_options(Stein, locals())
         self.eta = eta
         self.bandwidth = bandwidth
         self.bandwidth_multiplier = bandwidth_multiplier
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         """Fit on ``samples`` ``[..., M, d]``; return the score at ``at`` ``[..., N, d]`` (default:
         at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
         if samples.dtype == torch.float32 and self.eta < FLOAT32_MIN_ETA:

@@ -1,7 +1,8 @@
 """mireg plugin mireg-example: a diagonal-Gaussian score estimator, registered as ``"diag-gauss"``.
 
 The whole plugin contract: a :class:`mireg.ScoreEstimator` subclass with a ``name``, its options
-as keyword-only ``__init__`` parameters, and one hook implementation that registers it. The entry
+as keyword-only ``__init__`` parameters and a ``_score`` method (users call ``score``, which the
+base class defines: it validates around ``_score``), and one hook implementation that registers it. The entry
 point in ``pyproject.toml`` (group ``mireg.plugins``) names this module.
 """
 
@@ -35,8 +36,8 @@ class DiagonalGaussianScore(mireg.ScoreEstimator):
         check_options(DiagonalGaussianScore, locals())
         self.ridge = ridge
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
-        """``samples`` ``[..., M, d]`` (validated by the base class) -> the score at ``at`` ``[..., N, d]``."""
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
+        """``samples`` ``[..., M, d]`` (validated by ``score``) -> the score at ``at`` ``[..., N, d]``."""
         mean = samples.mean(-2, keepdim=True)
         variance = samples.var(-2, unbiased=False, keepdim=True) + self.ridge
         points = samples if at is None else at
