@@ -78,6 +78,7 @@ TRAINING_DEFAULTS: dict[str, Training] = {
     "infonce": Training(lr=3e-4),
     "jsd": Training(lr=3e-4),
     "smile": Training(lr=3e-3),
+    "mige": Training(batch_size=256),  # nothing to train: the heat-flow value of each test batch
 }
 
 

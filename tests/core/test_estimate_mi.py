@@ -51,7 +51,7 @@ class Correlation(mireg.MIGradientEstimator):
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
         return (x * z).mean()
 
-    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
+    def _estimate(self, x: Tensor, z: Tensor) -> Tensor:
         return (x * z).mean()
 
 
@@ -110,9 +110,17 @@ def test_discrete_looking_column_warns_why() -> None:
 
 
 def test_gradient_only_estimator_is_refused_clearly() -> None:
+    class GradientOnly(Correlation):
+        """Gives gradients only."""
+
+        name = "gradient-only"
+
+        def _estimate(self, x: Tensor, z: Tensor) -> None:
+            return None
+
     x, y = gaussians(640, 2, 0.5)
-    with pytest.raises(ValueError, match="'mige' gives no MI value.*estimate\\(\\) returns None"):
-        estimate_mi(x, y, "mige", batch_size=64)
+    with pytest.raises(ValueError, match="'gradient-only' gives no MI value.*estimate\\(\\) returns None"):
+        estimate_mi(x, y, GradientOnly(), batch_size=64)
 
 
 def test_options_with_an_instance_are_refused() -> None:

@@ -35,7 +35,7 @@ class KernelDensityScore(mireg.ScoreEstimator):
 
     name = "kde"
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         sq = pairwise_sq_dists(samples, samples)
         h = resolve_bandwidth(sq, None, 1.0)
         kernel = rbf_kernel(sq, h)

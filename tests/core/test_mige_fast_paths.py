@@ -92,9 +92,9 @@ class _Recording(SSGE):
         super().__init__()
         self.calls: list[tuple[tuple[int, ...], tuple[int, ...] | None]] = []
 
-    def score(self, samples: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+    def _score(self, samples: torch.Tensor, at: torch.Tensor | None) -> torch.Tensor:
         self.calls.append((tuple(samples.shape), None if at is None else tuple(at.shape)))
-        return super().score(samples, at)
+        return super()._score(samples, at)
 
 
 def test_beyond_the_landmark_count_the_kernel_work_is_batch_times_landmarks() -> None:

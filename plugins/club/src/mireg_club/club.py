@@ -102,7 +102,7 @@ class CLUB(MIGradientEstimator):
         """I_CLUB of the batch (0-dim; an encoder descends it); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
         return self._bound(x, z)
 
-    def estimate(self, x: Tensor, z: Tensor) -> Tensor:
+    def _estimate(self, x: Tensor, z: Tensor) -> Tensor:
         """I_CLUB of the batch in nats (0-dim, differentiable); ``x`` ``[B, dx]``, ``z`` ``[B, dz]``."""
         return self._bound(x, z)
 

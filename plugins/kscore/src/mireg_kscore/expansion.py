@@ -70,7 +70,7 @@ class KernelScoreEstimator(ScoreEstimator):
     def fit(self, gram: MatrixKernel, zeta: Tensor) -> Expansion:
         """Fit on the Gram operator of the samples and their Stein term ``ζ̂(X)`` ``[..., M, d]``."""
 
-    def score(self, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         """Fit on ``samples`` ``[..., M, d]``; return the score at ``at`` ``[..., N, d]`` (default:
         at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
         sq = pairwise_sq_dists(samples, samples)
