@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from mireg.cli import main
-from mireg.training import CheckpointError, load_checkpoint
+from mireg.errors import CheckpointError
+from mireg.training import load_checkpoint
 
 CONFIG = """
 [task]
