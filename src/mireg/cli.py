@@ -193,7 +193,7 @@ def _check(args: argparse.Namespace) -> int:
     rows = resolved.dataset.train_rows()
     if rows is not None:
         try:
-            check_batch_size(resolved.train, rows, estimator_cls=resolved.estimator and resolved.estimator.cls)
+            check_batch_size(resolved.train, rows, estimator_cls=resolved.estimator.cls if resolved.estimator else None)
         except MiregError as error:
             raise ConfigError(f"{args.config}: {error}") from None
     into = f", into {out}" if out is not None else ""

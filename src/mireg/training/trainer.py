@@ -133,7 +133,7 @@ class Trainer:
     def _build(self) -> tuple[Splits, nn.Module, dict[str, list[nn.Parameter]], dict[str, torch.optim.Optimizer]]:
         recipe = self.resolved.estimator
         data = self.resolved.dataset.load().to(self.device, self.dtype)
-        check_batch_size(self.settings, len(data.train), estimator_cls=recipe and recipe.cls, world=self.world)
+        check_batch_size(self.settings, len(data.train), estimator_cls=recipe.cls if recipe else None, world=self.world)
         estimator = recipe.build() if recipe is not None else None
         module = self.task.build(data, self.resolved.model, estimator, device=self.device, dtype=self.dtype)
         if self.world > 1 and self.device.type == "cuda":
