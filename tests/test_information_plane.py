@@ -23,9 +23,9 @@ from mireg.training.reports import plot_curves
 
 
 def synthetic(rows: int = 40) -> Any:
-    return resolve(
-        parse_config({"task": {"name": "ib", "options": {"method": "vib"}}, "data": {"name": "synthetic", "options": {"val_size": rows}}})
-    ).dataset.load()
+    raw = {"task": {"name": "ib", "options": {"method": "vib"}}, "data": {"name": "synthetic"}}
+    raw["data"]["options"] = {"val_size": rows}
+    return resolve(parse_config(raw)).dataset.load()
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from mireg.data import DATASETS, Dataset, dataset
-from mireg.errors import ConfigError, MiregError
+from mireg.errors import ConfigError, MiregError, UnknownEstimatorError
 from mireg.estimators import MIGradientEstimator
 from mireg.options import Range, check_options, option_specs, validate_options
 from mireg.registry import Registry, default_registry
@@ -310,6 +310,17 @@ def _record(cls: type[_T], raw: Mapping[str, Any], block: str, source: str) -> _
     return _built(source, f"{block}.", lambda: cls(**checked))
 
 
+def _check_estimator(recipe: EstimatorRecipe, source: str) -> None:
+    """Build the estimator once so its constructor's checks run; a nested name the registry does not
+    know (MIGE's ``score``) is reported under ``estimator.options``, which its error does not name."""
+    try:
+        recipe.build()
+    except UnknownEstimatorError as error:
+        raise ConfigError(f"{source}: estimator.options: {error}") from None
+    except (MiregError, ValueError, TypeError) as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
 def resolve(config: Config, registry: Registry | None = None) -> Resolved:
     """Look up the task, dataset and estimator by name in ``registry`` (default: the process-wide
     one) and validate all options. Raises :class:`ConfigError` naming the file and the key.
@@ -336,7 +347,7 @@ def resolve(config: Config, registry: Registry | None = None) -> Resolved:
         selection = config.estimator
         cls = _built(source, "estimator.name: ", lambda: registry.get("mi_gradient", selection.name)).cls
         recipe = EstimatorRecipe(cls, selection.options, registry)
-        _built(source, "", recipe.build)
+        _check_estimator(recipe, source)
     if task.uses_estimator() and config.estimator is None:
         raise ConfigError(f"{source}: estimator: task {task_cls.name!r} with these options needs an [estimator] block")
     if not task.uses_estimator() and config.estimator is not None:
