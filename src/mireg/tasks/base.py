@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from mireg.data import Splits
+from mireg.distributed import world
 from mireg.estimators import MIGradientEstimator
 from mireg.text import summary_line
 
@@ -132,3 +133,11 @@ def materialise(estimator: MIGradientEstimator, network: nn.Module, sides: Calla
     with torch.no_grad():
         estimator(*sides())
     network.train(mode)
+
+
+def eval_rows(rows: int) -> tuple[int, slice]:
+    """The fixed evaluation batch of the first ``rows`` rows (rounded down to a multiple of the
+    world size, at least one per rank): ``(rows used in all, this rank's slice of them)``."""
+    rank, size = world()
+    each = max(1, rows // size)
+    return each * size, slice(rank * each, (rank + 1) * each)

@@ -36,7 +36,7 @@ from mireg.data import Splits
 from mireg.distributed import rand_like_global
 from mireg.estimators import MIGradientEstimator
 from mireg.options import Range, check_options
-from mireg.tasks.base import StepOutput, Task, materialise
+from mireg.tasks.base import StepOutput, Task, eval_rows, materialise
 from mireg.tasks.dim_models import Encoder, PriorDiscriminator, Variant, image_shape
 from mireg.tasks.probes import probe_layers
 
@@ -222,6 +222,7 @@ class DIM(Task[DIMNetwork, DIMModelOptions, DIMEvalOptions]):
 
     @torch.no_grad()
     def information(self, module: DIMNetwork, data: Splits, options: DIMEvalOptions) -> dict[str, float]:
-        """``mi_y``: the estimator's I(a; Y) on the first ``mi_rows`` validation rows, when it gives a value."""
-        value = module.estimator.estimate(*self._pair(module, data.val.x[: options.mi_rows]))
+        """``mi_y``: the estimator's I(a; Y) on the first ``mi_rows`` validation rows (this rank's slice of
+        them under torch.distributed), when it gives a value."""
+        value = module.estimator.estimate(*self._pair(module, data.val.x[eval_rows(options.mi_rows)[1]]))
         return {} if value is None else {"mi_y": float(value)}

@@ -34,7 +34,7 @@ from mireg.data import Splits
 from mireg.distributed import randn_like_global
 from mireg.estimators import MIGradientEstimator
 from mireg.options import Range, check_options
-from mireg.tasks.base import StepOutput, Task, materialise
+from mireg.tasks.base import StepOutput, Task, eval_rows, materialise
 
 Method = Literal["baseline", "vib", "mi"]
 
@@ -219,10 +219,13 @@ class IB(Task[IBNetwork, IBModelOptions, IBEvalOptions]):
     def information(self, module: IBNetwork, data: Splits, options: IBEvalOptions) -> dict[str, float]:
         """``mi_zy`` = H(y) − CE ≤ I(z; y) on the first ``mi_rows`` validation rows, with H(y) the
         entropy of their labels and CE the decoder's cross-entropy on one draw of z (nats), and
-        ``mi_xz`` = the estimator's I(x; z) when it gives a value."""
-        x, y = data.val.x[: options.mi_rows], data.val.y[: options.mi_rows]
+        ``mi_xz`` = the estimator's I(x; z) when it gives a value. Under torch.distributed each rank
+        takes its slice of those rows (the trainer averages the values over ranks)."""
+        rows, mine = eval_rows(options.mi_rows)
+        x, y = data.val.x[mine], data.val.y[mine]
         z, _, _ = self._sample(module, x)
-        frequencies = torch.bincount(y, minlength=data.classes).to(x.dtype) / len(y)
+        labels = data.val.y[:rows]
+        frequencies = torch.bincount(labels, minlength=data.classes).to(x.dtype) / len(labels)
         entropy = -(frequencies * frequencies.clamp_min(1e-30).log()).sum()
         values = {"mi_zy": float(entropy - F.cross_entropy(module.decoder(z), y))}
         if module.estimator is not None:

@@ -346,7 +346,7 @@ class Trainer:
             row.update(self.task.evaluate(module, data, ("val",), options))
         every = self.task.information_every(options)
         if every and (epoch + 1) % every == 0:
-            row.update(self.task.information(module, data, options))
+            row.update(mean_over_ranks(self.task.information(module, data, options), self.device))
         state.history.append(row)
         state.epoch, state.step, state.running = epoch + 1, 0, {}
         self._checkpoint(module, optimizers, state, rng)
