@@ -4,9 +4,9 @@ Reproducibility: the seed fixes initialisation and sampling (torch, numpy and Py
 saved in every checkpoint) and the batch order (a function of seed and epoch, see
 :func:`mireg.data.epoch_order`); the learning rate is a function of the epoch. A run stopped by
 SIGINT/SIGTERM finishes its step, checkpoints mid-epoch and exits; a crash leaves the last
-epoch's checkpoint. Either way ``--resume`` ends with the metrics of an uninterrupted run. The
-last epoch's checkpoint holds the RNG states from before its evaluation, so resuming a finished
-run repeats that evaluation exactly.
+epoch's checkpoint. Either way ``--resume`` ends with the metrics of an uninterrupted run.
+Evaluation restores the RNG states it found, so training does not depend on how often it
+validates, and resuming a finished run repeats its last evaluation exactly.
 
 Under torch.distributed (``torchrun ... -m mireg run``) every rank holds the data and takes its
 slice of each global batch of ``world_size × train.batch_size`` rows; the estimators gather the
@@ -23,6 +23,7 @@ Progress is a bar when its stream is a terminal and one line per epoch otherwise
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import sys
@@ -176,10 +177,7 @@ class Trainer:
             optimizers[group].step()
         return None
 
-    def _checkpoint(
-        self, module: nn.Module, optimizers: dict[str, Any], state: _State, rng: dict[str, Any] | None = None
-    ) -> None:
-        """Write ``checkpoint.pt`` (rank 0) with the RNG states ``rng`` (default: the current ones)."""
+    def _checkpoint(self, module: nn.Module, optimizers: dict[str, Any], state: _State) -> None:
         if not self.main:
             return
         save_checkpoint(
@@ -192,7 +190,7 @@ class Trainer:
                 "history": state.history,
                 "module": module.state_dict(),
                 "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-                "rng": rng_state() if rng is None else rng,
+                "rng": rng_state(),
             },
         )
 
@@ -337,25 +335,36 @@ class Trainer:
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": s.lr_at(epoch, s.lr)}
         train = {f"train_{k}": total / count for k, (total, count) in state.running.items()}
         row.update(mean_over_ranks(train, self.device))
-        rng = None
-        if epoch + 1 == s.epochs:  # the RNG states before this evaluation let a resume repeat it exactly
-            rng = rng_state()
+        if epoch + 1 == s.epochs:
             validation, self._final = self._final_evaluation(module, data)
             row.update(validation)
         elif (epoch + 1) % s.validate_every == 0:
-            row.update(self.task.evaluate(module, data, ("val",), options))
+            row.update(self._evaluate(module, data, ("val",)))
         every = self.task.information_every(options)
         if every and (epoch + 1) % every == 0:
-            row.update(mean_over_ranks(self.task.information(module, data, options), self.device))
+            with self._rng_kept():
+                information = self.task.information(module, data, options)
+            row.update(mean_over_ranks(information, self.device))
         state.history.append(row)
         state.epoch, state.step, state.running = epoch + 1, 0, {}
-        self._checkpoint(module, optimizers, state, rng)
+        self._checkpoint(module, optimizers, state)
         if self.main:
             write_metrics(self.out / METRICS, state.history)
 
+    def _rng_kept(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose torch RNG draws are undone afterwards: what evaluation draws changes neither
+        training nor a resume (a finished run resumed repeats its last evaluation, and training does
+        not depend on ``validate_every`` or ``eval.mi_every``)."""
+        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+
+    def _evaluate(self, module: nn.Module, data: Splits, splits: tuple[str, ...]) -> dict[str, float]:
+        """``task.evaluate`` on ``splits``, its RNG draws undone."""
+        with self._rng_kept():
+            return self.task.evaluate(module, data, splits, self.resolved.eval)
+
     def _final_evaluation(self, module: nn.Module, data: Splits) -> tuple[dict[str, float], dict[str, float]]:
         """The last epoch's evaluation of val and test in one call: (val metrics, the others)."""
-        metrics = self.task.evaluate(module, data, ("val", "test"), self.resolved.eval)
+        metrics = self._evaluate(module, data, ("val", "test"))
         validation = {key: value for key, value in metrics.items() if key.startswith("val_")}
         return validation, {key: value for key, value in metrics.items() if key not in validation}
 
@@ -380,7 +389,7 @@ class Trainer:
         module.eval()
         config = self.resolved.config
         metrics = {k: v for k, v in state.history[-1].items() if k not in ("epoch", "lr")} if state.history else {}
-        # resumed after the last epoch: repeat its evaluation from the RNG states saved before it
+        # resumed after the last epoch: repeat its evaluation
         metrics.update(self._final if self._final is not None else self._final_evaluation(module, data)[1])
         results = {
             "task": type(self.task).name,
