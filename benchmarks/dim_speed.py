@@ -22,7 +22,7 @@ import torch
 
 from mireg.data import Split, Splits
 from mireg.registry import default_registry
-from mireg.tasks.dim import DIM, DIMModel
+from mireg.tasks.dim import DIM, DIMModelOptions
 from mireg.training.trainer import Trainer
 
 RESULTS = Path(__file__).parent / "results" / "dim_speed.json"
@@ -41,7 +41,7 @@ def _stepper(label: str, device: torch.device) -> Any:
     data = Splits(*(Split(x, torch.zeros(BATCH, dtype=torch.long, device=device)) for _ in range(3)), classes=10)
     estimator = default_registry().create("mi_gradient", estimator_block["name"], estimator_block["options"])
     task = DIM(pair=pair)  # type: ignore[arg-type]
-    network = task.build(data, DIMModel(variant="dcgan"), estimator, device=device, dtype=torch.float32)
+    network = task.build(data, DIMModelOptions(variant="dcgan"), estimator, device=device, dtype=torch.float32)
     groups = task.parameter_groups(network)
     optimizers = {name: torch.optim.Adam(params, lr=1e-4) for name, params in groups.items()}
 

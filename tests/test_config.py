@@ -9,6 +9,7 @@ import pytest
 from mireg.cli import main
 from mireg.config import load_config, parse_config, resolve
 from mireg.errors import ConfigError
+from mireg.registry import DEFAULT_PLUGINS, Registry
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -125,3 +126,25 @@ def test_missing_mnist_files_fail_check_with_the_path(tmp_path: Path, capsys: py
     assert main(["check", str(write(tmp_path, text))]) == 2
     err = capsys.readouterr().err
     assert "data.options.root" in err and "download = true" in err
+
+
+def test_an_option_records_own_check_is_prefixed_by_its_block(tmp_path: Path) -> None:
+    message = error_of(tmp_path, BASE + "\n[model]\nhidden = [16, 0]\n")
+    assert "run.toml: model.hidden must hold positive integer widths, got [16, 0]" in message
+    message = error_of(tmp_path, BASE + "\n[eval]\nmi_every = -1\n")
+    assert "eval.mi_every must be >= 0" in message
+
+
+def test_resolve_uses_the_registry_it_is_given(tmp_path: Path) -> None:
+    """A registry with the default plugins only resolves the task and MIGE but not MIGE's score "ssge";
+    once the ssge plugin is loaded into it, the estimator recipe carries it and builds with it."""
+    pytest.importorskip("mireg_ssge")
+    registry = Registry()
+    registry.load_modules(DEFAULT_PLUGINS, distribution="mireg", version="0")
+    config = load_config(write(tmp_path, BASE))
+    with pytest.raises(ConfigError, match="estimator.options.*ssge"):
+        resolve(config, registry)
+    registry.load_modules(["mireg_ssge"], distribution="mireg-ssge", version="0")
+    recipe = resolve(config, registry).estimator
+    assert recipe is not None and recipe.registry is registry and recipe.cls.name == "mige"
+    assert recipe.build() is not recipe.build()

@@ -13,7 +13,7 @@ from mireg.cli import main
 from mireg.config import Resolved, parse_config, resolve
 from mireg.data import Split, Splits
 from mireg.registry import default_registry
-from mireg.tasks.dim import DIM, DIMEval, DIMModel, DIMNetwork
+from mireg.tasks.dim import DIM, DIMEvalOptions, DIMModelOptions, DIMNetwork
 from mireg.tasks.dim_models import Encoder, Variant, image_shape
 from mireg.training import Trainer
 
@@ -97,11 +97,11 @@ def test_image_shape_from_width() -> None:
 
 def test_bad_options_are_clear() -> None:
     with pytest.raises(ValueError, match="3 positive integers"):
-        DIMModel(channels=[8, 8])
+        DIMModelOptions(channels=[8, 8])
     with pytest.raises(ValueError, match="pair"):
         DIM(pair="labels")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dropout"):
-        DIMEval(dropout=1.0)
+        DIMEvalOptions(dropout=1.0)
 
 
 @pytest.mark.parametrize("label", list(OBJECTIVES))
@@ -112,7 +112,7 @@ def test_each_objective_trains(label: str) -> None:
     task = DIM(**options)
     estimator = default_registry().create("mi_gradient", estimator_block["name"], estimator_block["options"])
     data = tiny_splits()
-    net = task.build(data, DIMModel(**TINY_MODEL), estimator, device=torch.device("cpu"), dtype=torch.float32)
+    net = task.build(data, DIMModelOptions(**TINY_MODEL), estimator, device=torch.device("cpu"), dtype=torch.float32)
     groups = task.parameter_groups(net)
     assert ("critic" in groups) == (not label.startswith("mige"))
     assert ("prior" in groups) == label.endswith("+pm")
@@ -139,32 +139,28 @@ def test_mige_pair_input_leaves_conv_to_the_y_path() -> None:
     estimator = default_registry().create("mi_gradient", "mige", {"score": "ssge"})
     task = DIM(pair="input")
     data = tiny_splits()
-    net = task.build(data, DIMModel(**TINY_MODEL), estimator, device=torch.device("cpu"), dtype=torch.float32)
+    net = task.build(data, DIMModelOptions(**TINY_MODEL), estimator, device=torch.device("cpu"), dtype=torch.float32)
     loss = task.step(net, data.train.x[:32], data.train.y[:32]).losses["model"]
     loss.backward()
     first_conv = net.encoder.conv[0].weight
     assert first_conv.grad is not None and bool(first_conv.grad.abs().sum() > 0)
 
 
-def test_probes_report_each_layer_and_are_reused_for_the_same_weights() -> None:
+def test_probes_report_each_layer_and_split_from_one_call() -> None:
     estimator = default_registry().create("mi_gradient", "mige", {"score": "ssge"})
     task = DIM(pair="input")
     data = tiny_splits((3, 32, 32))
-    model = DIMModel(variant="dcgan", channels=[4, 8, 8], fc_dim=16, y_dim=4)
+    model = DIMModelOptions(variant="dcgan", channels=[4, 8, 8], fc_dim=16, y_dim=4)
     net = task.build(data, model, estimator, device=torch.device("cpu"), dtype=torch.float32)
     net.eval()
-    options = DIMEval(**TINY_EVAL)
-    val = task.evaluate(net, data, "val", options)
+    options = DIMEvalOptions(**TINY_EVAL)
+    val = task.evaluate(net, data, ("val",), options)
     assert set(val) == {"val_acc_conv", "val_acc_fc", "val_acc_y"}
     assert all(0.0 <= value <= 1.0 for value in val.values())
-    cached = task.probes(net, data, options)
-    test = task.evaluate(net, data, "test", options)
-    assert task.probes(net, data, options) is cached  # the test evaluation reused the validation's probes
-    assert {f"test_acc_{layer}" for layer in ("conv", "fc", "y")} <= set(test)
-    assert all(1 <= test[f"probe_epoch_{layer}"] <= options.epochs for layer in ("conv", "fc", "y"))
-    with torch.no_grad():
-        net.encoder.y.bias.add_(1.0)
-    assert task.probes(net, data, options) is not cached
+    both = task.evaluate(net, data, ("val", "test"), options)
+    assert {key: both[key] for key in val} == val  # the probes are seeded: the same weights, the same accuracies
+    assert {f"test_acc_{layer}" for layer in ("conv", "fc", "y")} <= set(both)
+    assert all(1 <= both[f"probe_epoch_{layer}"] <= options.epochs for layer in ("conv", "fc", "y"))
 
 
 def test_end_to_end_run_through_the_trainer(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from torch.distributions import Normal, kl_divergence
 from mireg.config import Resolved, parse_config, resolve
 from mireg.data import dataset
 from mireg.registry import default_registry
-from mireg.tasks.ib import IB, IBEval, IBModel, IBNetwork, _takes_log_var
+from mireg.tasks.ib import IB, IBEvalOptions, IBModelOptions, IBNetwork, _takes_log_var
 from mireg.training import Trainer
 
 
@@ -83,7 +83,7 @@ def test_mige_gets_the_log_variances_and_bounds_do_not() -> None:
 
 def test_vib_kl_matches_torch_distributions() -> None:
     torch.manual_seed(0)
-    net = IBNetwork(5, 3, IBModel(hidden=(8,), z_dim=4), None)
+    net = IBNetwork(5, 3, IBModelOptions(hidden=(8,), z_dim=4), None)
     x, y = torch.randn(10, 5), torch.randint(3, (10,))
     mean, log_var = net.encode(x)
     expected = kl_divergence(Normal(mean, (0.5 * log_var).exp()), Normal(0.0, 1.0)).sum(-1).mean()
@@ -94,9 +94,9 @@ def test_vib_kl_matches_torch_distributions() -> None:
 def test_evaluation_averages_softmax_over_samples() -> None:
     data = dataset("synthetic", {"train_size": 20, "val_size": 30, "test_size": 10}).load()
     torch.manual_seed(0)
-    net = IBNetwork(data.input_dim, data.classes, IBModel(hidden=(8,), z_dim=2, sigma_offset=-2.0), None)
+    net = IBNetwork(data.input_dim, data.classes, IBModelOptions(hidden=(8,), z_dim=2, sigma_offset=-2.0), None)
     baseline = IB(method="baseline")
-    first = baseline.evaluate(net, data, "val", IBEval(samples=5))
-    assert first == baseline.evaluate(net, data, "val", IBEval(samples=5))  # deterministic z = μ
-    stochastic = IB(method="vib").evaluate(net, data, "val", IBEval(samples=50))
+    first = baseline.evaluate(net, data, ("val",), IBEvalOptions(samples=5))
+    assert first == baseline.evaluate(net, data, ("val",), IBEvalOptions(samples=5))  # deterministic z = μ
+    stochastic = IB(method="vib").evaluate(net, data, ("val",), IBEvalOptions(samples=50))
     assert set(stochastic) == {"val_error", "val_nll"} and stochastic != first

@@ -28,8 +28,8 @@ from mireg.cli import main
 from mireg.config import TrainSettings, check_batch_size
 from mireg.data import epoch_order
 from mireg.data.synthetic import Synthetic
-from mireg.errors import ConfigError
-from mireg.training import CheckpointError, Trainer, load_checkpoint
+from mireg.errors import CheckpointError, ConfigError
+from mireg.training import Trainer, load_checkpoint
 
 #: A tiny run without an estimator (a few seconds); {extra} goes into [train].
 VIB = """

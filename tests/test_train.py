@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,7 +10,10 @@ import pytest
 import torch
 
 from mireg.cli import main
-from mireg.training import CheckpointError, load_checkpoint
+from mireg.config import load_config, resolve
+from mireg.errors import CheckpointError
+from mireg.tasks import DIM
+from mireg.training import Trainer, load_checkpoint, results_table
 
 CONFIG = """
 [task]
@@ -95,3 +99,45 @@ def test_resume_of_a_corrupt_checkpoint_is_a_clear_cli_error(
     (tmp_path / "checkpoint.pt").write_bytes(b"not a zip file at all")
     assert main(["run", str(finished[0]), "--out", str(tmp_path), "--resume"]) == 2
     assert "corrupt or not a checkpoint" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def run_into(tmp_path: Path, stream: io.StringIO) -> dict[str, object]:
+    config = tmp_path / "vib.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    return Trainer(resolve(load_config(config)), tmp_path / "out", stream=stream).run()
+
+
+def test_a_stream_that_is_not_a_terminal_gets_one_line_per_epoch(tmp_path: Path) -> None:
+    log = io.StringIO()
+    run_into(tmp_path, log)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    text = log.getvalue()
+    assert "\r" not in text and len(text.splitlines()) == 2  # epochs = 2
+    for line, row in zip(text.splitlines(), rows, strict=True):
+        expected = f"epoch {row['epoch']}/2, train_loss {row['train_loss']:.4f}, val_error {row['val_error']:.4f} ("
+        assert line.startswith(expected) and line.endswith(" s)")
+
+
+def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
+    terminal = _Terminal()
+    run_into(tmp_path, terminal)
+    assert "\r" in terminal.getvalue() and "epoch 2/2: 100%" in terminal.getvalue()
+
+
+def test_results_table_shows_what_the_task_describes() -> None:
+    results = {
+        "task": "dim", "pair": "conv", "prior_matching": False, "estimator": "jsd", "dataset": "digits",
+        "seed": 0, "epochs": 1, "runtime_s": 2.0,
+        "metrics": {"test_acc_y": 0.5, "test_acc_conv": 0.75, "val_acc_y": 0.25, "train_loss": 1.0},
+    }
+    rows = results_table(results, DIM()).splitlines()[2:]
+    assert rows == [
+        "| task | dim |", "| pair | conv |", "| prior_matching | False |", "| estimator | jsd |",
+        "| dataset | digits |", "| seed | 0 |", "| epochs | 1 |",
+        "| test_acc_y | 0.5 |", "| test_acc_conv | 0.75 |", "| val_acc_y | 0.25 |", "| runtime | 2.0 s |",
+    ]

@@ -11,13 +11,24 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from mireg.errors import AmbiguousEstimatorError, ConfigError, MiregError, OutputError, UnknownEstimatorError
+from mireg.config import Resolved, check_batch_size, load_config, resolve, resolve_device
+from mireg.distributed import join, launched_with_ranks, leave, world
+from mireg.errors import (
+    AmbiguousEstimatorError,
+    ConfigError,
+    Interrupted,
+    MiregError,
+    OutputError,
+    UnknownEstimatorError,
+)
 from mireg.estimate_cli import add_estimate_parser
 from mireg.options import option_specs
 from mireg.registry import _version, default_registry
 from mireg.text import did_you_mean
+from mireg.training import Trainer, results_table
+from mireg.training.output import check_out
 
 #: What ``show`` searches, in order, and how it names each kind.
 KIND_WORDS = {"score": "score estimator", "mi_gradient": "MI-gradient estimator", "task": "task"}
@@ -103,7 +114,7 @@ def _show(args: argparse.Namespace) -> int:
             print(f"  aliases: {', '.join(info.aliases)}")
         blocks = {"options": info.cls}
         if info.kind == "task":
-            blocks.update({"[model] options": info.cls.Model, "[eval] options": info.cls.Eval})
+            blocks.update({"[model] options": info.cls.model_options, "[eval] options": info.cls.eval_options})
         for title, cls in blocks.items():
             specs = option_specs(cls)
             print(f"  {title}:" if specs else f"  {title}: none")
@@ -168,9 +179,7 @@ def _out(args: argparse.Namespace) -> Path:
     return Path(args.out) if args.out is not None else Path("runs") / Path(args.config).stem
 
 
-def _resolved_config(args: argparse.Namespace) -> Any:
-    from mireg.config import load_config, resolve
-
+def _resolved_config(args: argparse.Namespace) -> Resolved:
     config = load_config(args.config)
     overrides = {key: getattr(args, key, None) for key in ("seed", "device")}
     return resolve(config.with_train(**{key: value for key, value in overrides.items() if value is not None}))
@@ -178,9 +187,6 @@ def _resolved_config(args: argparse.Namespace) -> Any:
 
 @command("check")
 def _check(args: argparse.Namespace) -> int:
-    from mireg.config import check_batch_size
-    from mireg.training.output import check_out
-
     out = _out(args) if args.out is not None else None
     if out is not None:
         check_out(out, resume=args.resume, force=args.force)
@@ -189,7 +195,7 @@ def _check(args: argparse.Namespace) -> int:
     rows = resolved.dataset.train_rows()
     if rows is not None:
         try:
-            check_batch_size(resolved.train, rows, estimator_cls=resolved.estimator_cls)
+            check_batch_size(resolved.train, rows, **resolved.batch_limits())
         except MiregError as error:
             raise ConfigError(f"{args.config}: {error}") from None
     into = f", into {out}" if out is not None else ""
@@ -203,9 +209,6 @@ def _check(args: argparse.Namespace) -> int:
 
 @command("run")
 def _run(args: argparse.Namespace) -> int:
-    from mireg.distributed import join, launched_with_ranks, leave, world
-    from mireg.training import Interrupted, Trainer, resolve_device, results_table
-
     out = _out(args)
     resolved = _resolved_config(args)
     distributed = args.distributed or launched_with_ranks()
@@ -221,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
         if distributed:
             leave()
     if rank == 0:
-        print(results_table(results, resolved.task_cls.headline))
+        print(results_table(results, resolved.task))
         print(f"results: {out / 'results.json'}  metrics: {out / 'metrics.jsonl'}  curves: {out / 'curves.png'}")
     return 0
 

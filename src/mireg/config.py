@@ -19,32 +19,33 @@ path of the bad key (``estimator.options.threshold``) and, where one is close, t
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from mireg.errors import ConfigError, MiregError
-from mireg.options import option_specs, validate_options
+import attrs
+import torch
+from torch import nn
+
+from mireg.data import DATASETS, Dataset, dataset
+from mireg.errors import ConfigError, MiregError, UnknownEstimatorError
+from mireg.estimators import MIGradientEstimator
+from mireg.options import Range, check_options, option_specs, validate_options
+from mireg.registry import Registry, default_registry
+from mireg.tasks.base import Task
 from mireg.text import did_you_mean
-
-if TYPE_CHECKING:
-    import torch
-
-    from mireg.estimators import MIGradientEstimator
-    from mireg.tasks import Task
 
 BLOCKS = ("task", "data", "model", "estimator", "train", "eval")
 #: The seeds every RNG accepts: torch takes 64 bits (negative seeds wrap), numpy takes seed mod 2**32.
 SEED_RANGE = (-(2**63), 2**63 - 1)
 _DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
-_NAMED = ("task", "data", "estimator")
 _REQUIRED = ("task", "data")
+_T = TypeVar("_T")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@attrs.frozen(kw_only=True)
 class TrainSettings:
     """The ``[train]`` block.
 
@@ -65,46 +66,29 @@ class TrainSettings:
     """
 
     name: ClassVar[str] = "train"
-    epochs: int = 10
-    batch_size: int = 100
+    epochs: Annotated[int, Range(1)] = 10
+    batch_size: Annotated[int, Range(2)] = 100  # estimators need pairs
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-3
-    critic_lr: float | None = None
-    weight_decay: float = 0.0
-    lr_decay: float = 1.0
-    decay_every: int = 1
+    lr: Annotated[float, Range(0, low_open=True)] = 1e-3
+    critic_lr: Annotated[float | None, Range(0, low_open=True)] = None
+    weight_decay: Annotated[float, Range(0)] = 0.0
+    lr_decay: Annotated[float, Range(0, 1, low_open=True)] = 1.0
+    decay_every: Annotated[int, Range(1)] = 1
     seed: int = 0
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
-    threads: int | None = None
-    validate_every: int = 1
+    threads: Annotated[int | None, Range(1)] = None
+    validate_every: Annotated[int, Range(1)] = 1
 
-    def __post_init__(self) -> None:
-        positive = {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "decay_every": self.decay_every,
-            "validate_every": self.validate_every,
-            "threads": 1 if self.threads is None else self.threads,
-        }
-        for key, value in positive.items():
-            if value < 1:
-                raise ConfigError(f"train.{key} must be a positive integer, got {value}")
-        if self.batch_size < 2:
-            raise ConfigError(f"train.batch_size must be at least 2 (estimators need pairs), got {self.batch_size}")
-        for key, rate in (("lr", self.lr), ("critic_lr", self.critic_lr)):
-            if rate is not None and not rate > 0:
-                raise ConfigError(f"train.{key} must be positive, got {rate}")
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"train.lr_decay must be in (0, 1], got {self.lr_decay}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+    def __attrs_post_init__(self) -> None:
+        """Checks beyond the declared types and ranges; messages start with the option's name."""
+        check_options(TrainSettings, attrs.asdict(self, recurse=False))
         if not _DEVICE.fullmatch(self.device):
-            raise ConfigError(f"train.device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
+            raise ConfigError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
         low, high = SEED_RANGE
         if not low <= self.seed <= high:
             raise ConfigError(
-                f"train.seed must be a signed 64-bit integer, in [-2**63, 2**63 - 1] = [{low}, {high}], got {self.seed}"
+                f"seed must be a signed 64-bit integer, in [-2**63, 2**63 - 1] = [{low}, {high}], got {self.seed}"
             )
 
     def lr_at(self, epoch: int, base: float) -> float:
@@ -112,7 +96,7 @@ class TrainSettings:
         return base * self.lr_decay ** (epoch // self.decay_every)
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class Selection:
     """A block selecting a registered thing: its ``name`` and raw ``options``."""
 
@@ -120,7 +104,7 @@ class Selection:
     options: dict[str, Any]
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class Config:
     """A run configuration as written, before names are looked up (see :func:`resolve`)."""
 
@@ -135,23 +119,19 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """The configuration as TOML-like plain data (what ``results.json`` and checkpoints record)."""
         blocks: dict[str, Any] = {
-            "task": dataclasses.asdict(self.task),
-            "data": dataclasses.asdict(self.data),
+            "task": attrs.asdict(self.task),
+            "data": attrs.asdict(self.data),
             "model": dict(self.model),
             "train": dict(self.train),
             "eval": dict(self.eval),
         }
         if self.estimator is not None:
-            blocks["estimator"] = dataclasses.asdict(self.estimator)
+            blocks["estimator"] = attrs.asdict(self.estimator)
         return blocks
 
     def with_train(self, **overrides: Any) -> Config:
         """A copy with ``[train]`` keys replaced (the command line's ``--seed`` and ``--device``)."""
-        return dataclasses.replace(self, train={**self.train, **overrides})
-
-
-def _suggest(key: str, known: tuple[str, ...] | list[str]) -> str:
-    return did_you_mean(key, known)
+        return attrs.evolve(self, train={**self.train, **overrides})
 
 
 def _table(value: Any, path: str) -> dict[str, Any]:
@@ -163,7 +143,7 @@ def _table(value: Any, path: str) -> dict[str, Any]:
 def _selection(block: dict[str, Any], path: str) -> Selection:
     for key in block:
         if key not in ("name", "options"):
-            hint = _suggest(key, ["name", "options"])
+            hint = did_you_mean(key, ["name", "options"])
             raise ConfigError(f"{path}.{key}: unknown key; a [{path}] block holds `name` and an `options` table.{hint}")
     name = block.get("name")
     if not isinstance(name, str) or not name:
@@ -175,7 +155,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     """Check the shape of a parsed TOML document and return its :class:`Config`."""
     for key in raw:
         if key not in BLOCKS:
-            raise ConfigError(f"{source}: {key}: unknown block.{_suggest(key, BLOCKS)} Blocks: {', '.join(BLOCKS)}")
+            raise ConfigError(f"{source}: {key}: unknown block.{did_you_mean(key, BLOCKS)} Blocks: {', '.join(BLOCKS)}")
     for key in _REQUIRED:
         if key not in raw:
             raise ConfigError(f"{source}: {key}: missing block [{key}] (with `name` and `options`)")
@@ -216,34 +196,58 @@ def load_config(path: str | Path) -> Config:
     return parse_config(raw, source=str(file))
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
+class EstimatorRecipe:
+    """What builds the run's MI-gradient estimator: the registered class, its raw ``options`` and the
+    registry that resolves them (nested names such as MIGE's ``score`` included)."""
+
+    cls: type[MIGradientEstimator]
+    options: Mapping[str, Any]
+    registry: Registry
+
+    def build(self) -> MIGradientEstimator:
+        """A fresh estimator (its parameters drawn from the global RNG, so seed first)."""
+        estimator: MIGradientEstimator = self.registry.create(
+            "mi_gradient", self.cls.name, self.options, where="estimator.options."
+        )
+        return estimator
+
+
+@attrs.frozen
 class Resolved:
-    """A configuration with every name looked up and every option validated (nothing trained)."""
+    """A configuration with every name looked up and every option validated (nothing trained):
+    what :class:`~mireg.training.Trainer` runs."""
 
     config: Config
-    task_cls: type[Task]
-    task: Any
-    dataset: Any
-    model: Any
-    eval: Any
+    task: Task[nn.Module, attrs.AttrsInstance, attrs.AttrsInstance]
+    dataset: Dataset
+    model: attrs.AttrsInstance
+    eval: attrs.AttrsInstance
     train: TrainSettings
-    estimator_cls: type[MIGradientEstimator] | None
+    estimator: EstimatorRecipe | None
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration with every default filled in and names in their registered spelling:
         two configs that run the same thing give the same dict (what a resume compares)."""
+        task_cls = type(self.task)
         blocks: dict[str, Any] = {
-            "task": {"name": self.task_cls.name, "options": _filled(self.task_cls, self.config.task.options)},
+            "task": {"name": task_cls.name, "options": _filled(task_cls, self.config.task.options)},
             "data": {"name": self.dataset.name, "options": _filled(type(self.dataset), self.config.data.options)},
-            "model": _filled(self.task_cls.Model, self.config.model),
-            "train": dataclasses.asdict(self.train),
-            "eval": _filled(self.task_cls.Eval, self.config.eval),
+            "model": attrs.asdict(self.model, recurse=False),
+            "train": attrs.asdict(self.train, recurse=False),
+            "eval": attrs.asdict(self.eval, recurse=False),
         }
-        if self.estimator_cls is not None and self.config.estimator is not None:
-            options = _filled(self.estimator_cls, self.config.estimator.options)
-            blocks["estimator"] = {"name": self.estimator_cls.name, "options": options}
+        if self.estimator is not None:
+            options = _filled(self.estimator.cls, self.estimator.options)
+            blocks["estimator"] = {"name": self.estimator.cls.name, "options": options}
         plain: dict[str, Any] = _plain(blocks)
         return plain
+
+    def batch_limits(self) -> dict[str, Any]:
+        """The estimator keywords of :func:`check_batch_size` for this run (its minimum batch depends on them)."""
+        if self.estimator is None:
+            return {}
+        return {"estimator_cls": self.estimator.cls, "estimator_options": self.estimator.options}
 
 
 def _filled(cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -264,8 +268,6 @@ def _plain(value: Any) -> Any:
 def resolve_device(name: str) -> torch.device:
     """``train.device`` as a :class:`torch.device` (``auto``: CUDA when available); a CUDA device
     this machine does not have raises :class:`ConfigError`."""
-    import torch
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -306,54 +308,64 @@ def check_batch_size(
     )
 
 
-def _at(source: str, where: str, error: Exception) -> ConfigError:
-    """``error`` as a :class:`ConfigError` prefixed by the file and, unless it names it, the key path."""
-    text = str(error)
-    named = where in text or text.startswith(where.split(".")[0])
-    return ConfigError(f"{source}: {text}" if named else f"{source}: {where}: {text}")
+def _built(source: str, where: str, make: Callable[[], _T]) -> _T:
+    """``make()``, its error a :class:`ConfigError` prefixed by the file ``source`` and the key path
+    ``where`` (the builder's own message starts with what is wrong inside that key)."""
+    try:
+        return make()
+    except (MiregError, ValueError, TypeError) as error:
+        raise ConfigError(f"{source}: {where}{error}") from None
 
 
-def resolve(config: Config) -> Resolved:
-    """Look up the task, dataset and estimator by name and validate all options.
+def _record(cls: type[_T], raw: Mapping[str, Any], block: str, source: str) -> _T:
+    """The options record ``cls`` of ``[block]``: keys, types and ranges checked by
+    :func:`validate_options` (which names the key), the record's own checks prefixed with ``block.``."""
+    checked = _built(source, "", lambda: validate_options(cls, raw, where=f"{block}."))
+    return _built(source, f"{block}.", lambda: cls(**checked))
 
-    The estimator is built once here (and dropped) so that its own checks run too; datasets
-    check their files (:meth:`~mireg.data.Dataset.check`). Raises :class:`ConfigError`.
+
+def _check_estimator(recipe: EstimatorRecipe, source: str) -> None:
+    """Build the estimator once so its constructor's checks run; a nested name the registry does not
+    know (MIGE's ``score``) is reported under ``estimator.options``, which its error does not name."""
+    try:
+        recipe.build()
+    except UnknownEstimatorError as error:
+        raise ConfigError(f"{source}: estimator.options: {error}") from None
+    except (MiregError, ValueError, TypeError) as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def resolve(config: Config, registry: Registry | None = None) -> Resolved:
+    """Look up the task, dataset and estimator by name in ``registry`` (default: the process-wide
+    one) and validate all options. Raises :class:`ConfigError` naming the file and the key.
+
+    The estimator is built once here so that its constructor's checks run too, and dropped: the
+    trainer builds its own from :attr:`Resolved.estimator` after seeding. Datasets check their
+    files (:meth:`~mireg.data.Dataset.check`).
     """
-    from mireg.data import dataset
-    from mireg.registry import default_registry
-
-    registry = default_registry()
+    registry = registry or default_registry()
     source = config.source
-
-    def build(where: str, make: Any) -> Any:
-        try:
-            return make()
-        except (MiregError, ValueError, TypeError) as error:
-            raise _at(source, where, error) from None
-
-    task_info = build("task.name", lambda: registry.get("task", config.task.name))
-    task_cls = task_info.cls
-    task = build(
-        "task.options", lambda: registry.create("task", config.task.name, config.task.options, where="task.options.")
+    task_cls = _built(source, "task.name: ", lambda: registry.get("task", config.task.name)).cls
+    task = _built(
+        source, "", lambda: registry.create("task", config.task.name, config.task.options, where="task.options.")
     )
-    model = build("model", lambda: task_cls.Model(**validate_options(task_cls.Model, config.model, where="model.")))
-    evaluation = build("eval", lambda: task_cls.Eval(**validate_options(task_cls.Eval, config.eval, where="eval.")))
-    train = build("train", lambda: TrainSettings(**validate_options(TrainSettings, config.train, where="train.")))
-    build("train.device", lambda: resolve_device(train.device))
-    data = build("data.name", lambda: dataset(config.data.name, config.data.options))
-    build("data.options", data.check)
-    estimator_cls = None
+    model = _record(task_cls.model_options, config.model, "model", source)
+    evaluation = _record(task_cls.eval_options, config.eval, "eval", source)
+    train = _record(TrainSettings, config.train, "train", source)
+    _built(source, "", lambda: resolve_device(train.device))
+    data_cls = DATASETS.get(config.data.name) or _built(source, "", lambda: type(dataset(config.data.name)))
+    data = _record(data_cls, config.data.options, "data.options", source)
+    _built(source, "", data.check)  # its messages name the option whose files are missing
+    recipe = None
     if config.estimator is not None:
         selection = config.estimator
-        estimator_cls = build("estimator.name", lambda: registry.get("mi_gradient", selection.name)).cls
-        build(
-            "estimator.options",
-            lambda: registry.create("mi_gradient", selection.name, selection.options, where="estimator.options."),
-        )
+        cls = _built(source, "estimator.name: ", lambda: registry.get("mi_gradient", selection.name)).cls
+        recipe = EstimatorRecipe(cls, selection.options, registry)
+        _check_estimator(recipe, source)
     if task.uses_estimator() and config.estimator is None:
         raise ConfigError(f"{source}: estimator: task {task_cls.name!r} with these options needs an [estimator] block")
     if not task.uses_estimator() and config.estimator is not None:
         raise ConfigError(
             f"{source}: estimator: task {task_cls.name!r} with these options uses no estimator; remove [estimator]"
         )
-    return Resolved(config, task_cls, task, data, model, evaluation, train, estimator_cls)
+    return Resolved(config, task, data, model, evaluation, train, recipe)

@@ -53,3 +53,19 @@ class CalibrationWarning(UserWarning):
 class OutputError(MiregError):
     """A run's output folder cannot be used: not writable, a file, locked by a running run, or
     holding another run's results; the message names the folder and what would be right."""
+
+
+class CheckpointError(MiregError):
+    """A checkpoint is missing, corrupt, foreign, or from another configuration."""
+
+
+class TrainingError(MiregError):
+    """Training diverged (a non-finite loss, gradient or estimator input); the last checkpoint is kept."""
+
+
+class Interrupted(MiregError):
+    """The run was stopped by a signal after writing a checkpoint; ``signal`` is its number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signal = signum

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import abc
-import dataclasses
 from collections.abc import Iterator
 from typing import ClassVar
 
+import attrs
 import torch
 from torch import Tensor
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class Split:
     """One split: inputs ``x`` ``[N, d]`` (flattened, floating) and integer labels ``y`` ``[N]``."""
 
     x: Tensor
     y: Tensor
 
-    def __post_init__(self) -> None:
+    def __attrs_post_init__(self) -> None:
         if self.x.ndim != 2 or self.y.ndim != 1 or self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"a split needs x [N, d] and y [N], got {tuple(self.x.shape)} and {tuple(self.y.shape)}")
 
@@ -35,7 +35,7 @@ class Split:
             yield self.x[start : start + batch_size], self.y[start : start + batch_size]
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class Splits:
     """A dataset ready for training: ``train``, ``val`` (for tuning) and ``test`` splits."""
 

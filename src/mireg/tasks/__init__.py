@@ -5,11 +5,11 @@ registers its tasks through the same hook as any third-party plugin.
 """
 
 from mireg.hookspecs import Register, hookimpl
-from mireg.tasks.base import NoOptions, StepOutput, Task
+from mireg.tasks.base import NoOptions, StepOutput, Task, materialise
 from mireg.tasks.dim import DIM
 from mireg.tasks.ib import IB
 
-__all__ = ["DIM", "IB", "NoOptions", "StepOutput", "Task"]
+__all__ = ["DIM", "IB", "NoOptions", "StepOutput", "Task", "materialise"]
 
 
 @hookimpl

@@ -18,14 +18,16 @@ and the encoder minimises ``prior_weight`` times the non-saturating generator lo
 
 Evaluation (:mod:`mireg.tasks.probes`) freezes the encoder and trains one small classifier per
 layer (conv, fc, y); validation accuracy picks each probe's epoch, test accuracy is reported.
+Every ``eval.mi_every`` epochs the estimator's I(a; Y) on the first ``eval.mi_rows`` validation
+rows is logged as ``mi_y`` (when the estimator gives a value).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-from typing import Any, ClassVar, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar, Literal
 
+import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,17 +35,21 @@ from torch import Tensor, nn
 from mireg.data import Splits
 from mireg.distributed import rand_like_global
 from mireg.estimators import MIGradientEstimator
-from mireg.tasks.base import StepOutput, Task
+from mireg.options import Range, check_options
+from mireg.tasks.base import StepOutput, Task, eval_rows, materialise
 from mireg.tasks.dim_models import Encoder, PriorDiscriminator, Variant, image_shape
-from mireg.tasks.probes import ProbeResult, probe_layers
+from mireg.tasks.probes import probe_layers
 
 Pair = Literal["input", "conv"]
 #: Layers the probes evaluate, in the order of Table 1.
 LAYERS = ("conv", "fc", "y")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class DIMModel:
+PositiveInt = Annotated[int, Range(1)]
+
+
+@attrs.frozen(kw_only=True)
+class DIMModelOptions:
     """The ``[model]`` block of the DIM task.
 
     Options:
@@ -56,20 +62,17 @@ class DIMModel:
     name: ClassVar[str] = "model"
     variant: Variant = "auto"
     channels: list[int] | tuple[int, ...] = (64, 128, 256)
-    fc_dim: int = 1024
-    y_dim: int = 64
+    fc_dim: PositiveInt = 1024
+    y_dim: PositiveInt = 64
 
-    def __post_init__(self) -> None:
-        if self.variant not in ("auto", "dcgan", "small"):
-            raise ValueError(f"variant must be 'auto', 'dcgan' or 'small', got {self.variant!r}")
+    def __attrs_post_init__(self) -> None:
+        check_options(DIMModelOptions, attrs.asdict(self, recurse=False))
         if len(self.channels) != 3 or any(not isinstance(c, int) or c < 1 for c in self.channels):
             raise ValueError(f"channels must be 3 positive integers, got {list(self.channels)}")
-        if self.fc_dim < 1 or self.y_dim < 1:
-            raise ValueError(f"fc_dim and y_dim must be positive, got {self.fc_dim} and {self.y_dim}")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class DIMEval:
+@attrs.frozen(kw_only=True)
+class DIMEvalOptions:
     """The ``[eval]`` block of the DIM task: the probe classifiers trained on frozen features.
 
     Options:
@@ -79,30 +82,29 @@ class DIMEval:
       lr: Adam learning rate of the probes
       batch_size: rows per probe step
       seed: seed of probe initialisation, dropout and batch order
+      mi_every: epochs between two logged values of the estimator's I(·; Y) (0: none)
+      mi_rows: validation rows of the fixed batch that value is computed on
     """
 
     name: ClassVar[str] = "eval"
-    hidden: int = 200
-    dropout: float = 0.1
-    epochs: int = 20
-    lr: float = 1e-3
-    batch_size: int = 128
+    hidden: PositiveInt = 200
+    dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.1
+    epochs: PositiveInt = 20
+    lr: Annotated[float, Range(0, low_open=True)] = 1e-3
+    batch_size: PositiveInt = 128
     seed: int = 0
+    mi_every: Annotated[int, Range(0)] = 0
+    mi_rows: Annotated[int, Range(2)] = 512
 
-    def __post_init__(self) -> None:
-        if min(self.hidden, self.epochs, self.batch_size) < 1:
-            raise ValueError("hidden, epochs and batch_size of the probes must be positive")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+    def __attrs_post_init__(self) -> None:
+        check_options(DIMEvalOptions, attrs.asdict(self, recurse=False))
 
 
 class DIMNetwork(nn.Module):
     """The encoder, the MI estimator (with its critic, if any) and the optional prior discriminator."""
 
     def __init__(
-        self, input_dim: int, options: DIMModel, estimator: MIGradientEstimator, prior_matching: bool
+        self, input_dim: int, options: DIMModelOptions, estimator: MIGradientEstimator, prior_matching: bool
     ) -> None:
         super().__init__()
         shape = image_shape(input_dim)
@@ -111,7 +113,7 @@ class DIMNetwork(nn.Module):
         self.prior = PriorDiscriminator(options.y_dim) if prior_matching else None
 
 
-class DIM(Task):
+class DIM(Task[DIMNetwork, DIMModelOptions, DIMEvalOptions]):
     """Deep InfoMax: an image encoder maximising the [estimator]'s I(conv features or x; Y), probes per layer.
 
     Options:
@@ -121,19 +123,18 @@ class DIM(Task):
     """
 
     name = "dim"
-    Model = DIMModel
-    Eval = DIMEval
+    model_options = DIMModelOptions
+    eval_options = DIMEvalOptions
     headline = "test_acc_y"
+    reported = ("_acc_conv", "_acc_fc", "_acc_y")
 
-    def __init__(self, *, pair: Pair = "conv", prior_matching: bool = False, prior_weight: float = 0.1) -> None:
-        if pair not in ("input", "conv"):
-            raise ValueError(f"pair must be 'input' or 'conv', got {pair!r}")
-        if prior_weight < 0:
-            raise ValueError(f"prior_weight must be >= 0, got {prior_weight}")
+    def __init__(
+        self, *, pair: Pair = "conv", prior_matching: bool = False, prior_weight: Annotated[float, Range(0)] = 0.1
+    ) -> None:
+        check_options(DIM, locals())
         self.pair: Pair = pair
         self.prior_matching = prior_matching
         self.prior_weight = prior_weight
-        self._probes: tuple[str, dict[str, ProbeResult]] | None = None  # (encoder digest, results)
 
     def uses_estimator(self) -> bool:
         return True
@@ -144,7 +145,7 @@ class DIM(Task):
     def build(
         self,
         data: Splits,
-        model: Any,
+        model: DIMModelOptions,
         estimator: MIGradientEstimator | None,
         *,
         device: torch.device,
@@ -153,17 +154,16 @@ class DIM(Task):
         if estimator is None:
             raise ValueError("the DIM task needs an [estimator] block (jsd, infonce, mige, ...)")
         network = DIMNetwork(data.input_dim, model, estimator, self.prior_matching).to(device=device, dtype=dtype)
-        if any(isinstance(p, nn.parameter.UninitializedParameter) for p in estimator.parameters()):
-            network.eval()  # materialise a lazy critic without touching BatchNorm statistics
-            with torch.no_grad():
-                x = data.train.x[:2].to(device=device, dtype=dtype)
-                features = network.encoder(x)
-                estimator(x if self.pair == "input" else features.conv, features.y)
-            network.train()
+        x = data.train.x[:2].to(device=device, dtype=dtype)
+        materialise(estimator, network, lambda: self._pair(network, x))
         return network
 
-    def parameter_groups(self, module: nn.Module) -> dict[str, list[nn.Parameter]]:
-        assert isinstance(module, DIMNetwork)
+    def _pair(self, module: DIMNetwork, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The two sides ``(a, Y)`` of the information term for images ``x`` ``[B, C·H·W]``."""
+        features = module.encoder(x)
+        return (x if self.pair == "input" else features.conv), features.y
+
+    def parameter_groups(self, module: DIMNetwork) -> dict[str, list[nn.Parameter]]:
         groups = {"model": list(module.encoder.parameters())}
         critic = [p for p in module.estimator.parameters() if p.requires_grad]
         if critic:
@@ -172,17 +172,18 @@ class DIM(Task):
             groups["prior"] = list(module.prior.parameters())
         return groups
 
-    def step(self, module: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+    def step(self, module: DIMNetwork, x: Tensor, y: Tensor) -> StepOutput:
         """Losses of one unlabelled batch ``x`` ``[B, C·H·W]`` (``y`` is ignored): the encoder descends
-        −mi(a, Y) (+ prior term), the critic descends −mi(a, Y), the prior discriminator its GAN loss."""
-        assert isinstance(module, DIMNetwork)
+        −mi(a, Y) (+ prior term), the critic its ``training_loss`` (−mi(a, Y) for a bound), the prior
+        discriminator its GAN loss."""
         features = module.encoder(x)
-        info = module.estimator(x if self.pair == "input" else features.conv, features.y)
-        loss = -info
+        a = x if self.pair == "input" else features.conv
+        surrogate = module.estimator(a, features.y)
+        loss = -surrogate
         losses: dict[str, Tensor] = {}
         if any(p.requires_grad for p in module.estimator.parameters()):
-            losses["critic"] = -info
-        metrics = {"mi_term": info.detach()}
+            losses["critic"] = module.estimator.training_loss(a, features.y, value=surrogate)
+        metrics = {"mi_surrogate": surrogate.detach()}
         if module.prior is not None:
             generator = F.softplus(-module.prior(features.y)).mean()  # −log D(Y), non-saturating
             loss = loss + self.prior_weight * generator
@@ -197,42 +198,33 @@ class DIM(Task):
         metrics["loss"] = loss.detach()
         return StepOutput(losses, metrics)
 
-    def probes(self, module: DIMNetwork, data: Splits, options: DIMEval) -> dict[str, ProbeResult]:
-        """Probe results per layer (``conv``, ``fc``, ``y``) for the encoder as it is now.
-
-        The results are kept for the encoder's current weights, so the test evaluation after the
-        last epoch reuses the probes its validation evaluation trained.
-        """
-        digest = _digest(module.encoder, options)
-        if self._probes is None or self._probes[0] != digest:
-            module.encoder.eval()
-            results = probe_layers(
-                lambda x: module.encoder(x)._asdict(),
-                data,
-                hidden=options.hidden,
-                dropout=options.dropout,
-                epochs=options.epochs,
-                lr=options.lr,
-                batch_size=options.batch_size,
-                seed=options.seed,
-            )
-            self._probes = (digest, results)
-        return self._probes[1]
-
-    def evaluate(self, module: nn.Module, data: Splits, split: str, options: Any) -> dict[str, float]:
-        """``{split}_acc_{layer}`` for the three layers; on ``"test"`` also the probe epochs chosen on val."""
-        assert isinstance(module, DIMNetwork)
-        results = self.probes(module, data, options)
-        metrics = {f"{split}_acc_{layer}": getattr(results[layer], split) for layer in LAYERS}
-        if split == "test":
+    def evaluate(
+        self, module: DIMNetwork, data: Splits, splits: Sequence[str], options: DIMEvalOptions
+    ) -> dict[str, float]:
+        """``{split}_acc_{layer}`` for the three layers and each split, from one set of probes trained
+        on the encoder as it is now; with ``"test"`` also the probe epochs chosen on val."""
+        module.encoder.eval()
+        results = probe_layers(
+            lambda x: module.encoder(x)._asdict(),
+            data,
+            hidden=options.hidden,
+            dropout=options.dropout,
+            epochs=options.epochs,
+            lr=options.lr,
+            batch_size=options.batch_size,
+            seed=options.seed,
+        )
+        metrics = {f"{split}_acc_{layer}": getattr(results[layer], split) for split in splits for layer in LAYERS}
+        if "test" in splits:
             metrics.update({f"probe_epoch_{layer}": float(results[layer].epoch) for layer in LAYERS})
         return metrics
 
+    def information_every(self, options: DIMEvalOptions) -> int:
+        return options.mi_every
 
-def _digest(encoder: nn.Module, options: DIMEval) -> str:
-    """A fingerprint of the encoder's weights and buffers and the probe options."""
-    hasher = hashlib.sha1(repr(options).encode(), usedforsecurity=False)
-    for name, tensor in encoder.state_dict().items():
-        hasher.update(name.encode())
-        hasher.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return hasher.hexdigest()
+    @torch.no_grad()
+    def information(self, module: DIMNetwork, data: Splits, options: DIMEvalOptions) -> dict[str, float]:
+        """``mi_y``: the estimator's I(a; Y) on the first ``mi_rows`` validation rows (this rank's slice of
+        them under torch.distributed), when it gives a value."""
+        value = module.estimator.estimate(*self._pair(module, data.val.x[eval_rows(options.mi_rows)[1]]))
+        return {} if value is None else {"mi_y": float(value)}

@@ -13,13 +13,18 @@ information term depends on ``method``:
   ``critic`` group, which ascends mi(x, z).
 
 Test error follows VIB: the softmax averaged over ``eval.samples`` draws of z.
+
+The information plane: every ``eval.mi_every`` epochs, on the first ``eval.mi_rows`` validation
+rows, I(x; z) from the estimator's ``estimate`` (left out when it gives none) and
+I(z; y) ≥ H(y) − CE, the decoder's cross-entropy (nats) subtracted from the empirical label entropy.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar, Literal
 
+import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,13 +32,17 @@ from torch import Tensor, nn
 from mireg.data import Splits
 from mireg.distributed import randn_like_global
 from mireg.estimators import MIGradientEstimator
-from mireg.tasks.base import StepOutput, Task
+from mireg.options import Range, check_options
+from mireg.tasks.base import StepOutput, Task, eval_rows, materialise
 
 Method = Literal["baseline", "vib", "mi"]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class IBModel:
+PositiveInt = Annotated[int, Range(1)]
+
+
+@attrs.frozen(kw_only=True)
+class IBModelOptions:
     """The ``[model]`` block of the IB task.
 
     Options:
@@ -44,37 +53,43 @@ class IBModel:
 
     name: ClassVar[str] = "model"
     hidden: list[int] | tuple[int, ...] = (256, 256)
-    z_dim: int = 32
+    z_dim: PositiveInt = 32
     sigma_offset: float = 5.0
 
-    def __post_init__(self) -> None:
-        if self.z_dim < 1 or any(not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise ValueError(f"hidden widths and z_dim must be positive integers, got {self.hidden} and {self.z_dim}")
+    def __attrs_post_init__(self) -> None:
+        check_options(IBModelOptions, attrs.asdict(self, recurse=False))
+        if any(not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ValueError(f"hidden must hold positive integer widths, got {list(self.hidden)}")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class IBEval:
+@attrs.frozen(kw_only=True)
+class IBEvalOptions:
     """The ``[eval]`` block of the IB task.
 
     Options:
       samples: draws of z whose softmax outputs are averaged per input (VIB uses 12)
       batch_size: rows per evaluation batch
+      mi_every: epochs between two information-plane points I(x; z), I(z; y) (0: none)
+      mi_rows: validation rows of the fixed batch those MI values are computed on
     """
 
     name: ClassVar[str] = "eval"
-    samples: int = 12
-    batch_size: int = 1000
+    samples: PositiveInt = 12
+    batch_size: PositiveInt = 1000
+    mi_every: Annotated[int, Range(0)] = 0
+    mi_rows: Annotated[int, Range(2)] = 512
 
-    def __post_init__(self) -> None:
-        if self.samples < 1 or self.batch_size < 1:
-            raise ValueError(f"samples and batch_size must be positive, got {self.samples} and {self.batch_size}")
+    def __attrs_post_init__(self) -> None:
+        check_options(IBEvalOptions, attrs.asdict(self, recurse=False))
 
 
 class IBNetwork(nn.Module):
     """Gaussian encoder ``[B, d] -> (μ, log σ²)`` (each ``[B, K]``), linear decoder ``[B, K] -> [B, C]``,
     and the MI estimator (or ``None``) as a submodule."""
 
-    def __init__(self, input_dim: int, classes: int, options: IBModel, estimator: MIGradientEstimator | None) -> None:
+    def __init__(
+        self, input_dim: int, classes: int, options: IBModelOptions, estimator: MIGradientEstimator | None
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = input_dim
@@ -94,11 +109,7 @@ class IBNetwork(nn.Module):
         return mean, 2 * sigma.log()
 
 
-def _takes_log_var(estimator: MIGradientEstimator) -> bool:
-    return estimator.accepts_log_var
-
-
-class IB(Task):
+class IB(Task[IBNetwork, IBModelOptions, IBEvalOptions]):
     """Information Bottleneck classifier: cross-entropy plus β times an information term on I(x; z).
 
     Options:
@@ -107,13 +118,12 @@ class IB(Task):
     """
 
     name = "ib"
-    Model = IBModel
-    Eval = IBEval
+    model_options = IBModelOptions
+    eval_options = IBEvalOptions
     headline = "test_error"
 
-    def __init__(self, *, method: Method = "mi", beta: float = 1e-3) -> None:
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+    def __init__(self, *, method: Method = "mi", beta: Annotated[float, Range(0)] = 1e-3) -> None:
+        check_options(IB, locals())
         self.method: Method = method
         self.beta = beta
 
@@ -126,35 +136,33 @@ class IB(Task):
     def build(
         self,
         data: Splits,
-        model: Any,
+        model: IBModelOptions,
         estimator: MIGradientEstimator | None,
         *,
         device: torch.device,
         dtype: torch.dtype,
     ) -> IBNetwork:
         network = IBNetwork(data.input_dim, data.classes, model, estimator).to(device=device, dtype=dtype)
-        lazy = estimator is not None and any(
-            isinstance(p, nn.parameter.UninitializedParameter) for p in estimator.parameters()
-        )
-        if lazy:
-            assert estimator is not None
-            with torch.no_grad():  # materialise a lazy critic before optimizers see its parameters
-                x = data.train.x[:2].to(device=device, dtype=dtype)
-                estimator(x, network.encode(x)[0])
+        if estimator is not None:
+            x = data.train.x[:2].to(device=device, dtype=dtype)
+            materialise(estimator, network, lambda: (x, network.encode(x)[0]))
         return network
 
-    def parameter_groups(self, module: nn.Module) -> dict[str, list[nn.Parameter]]:
-        assert isinstance(module, IBNetwork)
+    def parameter_groups(self, module: IBNetwork) -> dict[str, list[nn.Parameter]]:
         groups = {"model": [*module.encoder.parameters(), *module.decoder.parameters()]}
         critic = [p for p in module.estimator.parameters() if p.requires_grad] if module.estimator is not None else []
         if critic:
             groups["critic"] = critic
         return groups
 
-    def step(self, module: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
-        assert isinstance(module, IBNetwork)
+    def _sample(self, module: IBNetwork, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(z, mean, log_var)``, each ``[B, K]``: z = μ for the baseline, a draw of q(z|x) otherwise."""
         mean, log_var = module.encode(x)
         z = mean if self.method == "baseline" else mean + (0.5 * log_var).exp() * randn_like_global(mean)
+        return z, mean, log_var
+
+    def step(self, module: IBNetwork, x: Tensor, y: Tensor) -> StepOutput:
+        z, mean, log_var = self._sample(module, x)
         logits = module.decoder(z)
         ce = F.cross_entropy(logits, y)
         metrics = {"ce": ce.detach(), "error": (logits.argmax(-1) != y).float().mean()}
@@ -167,29 +175,56 @@ class IB(Task):
             metrics["kl"] = kl.detach()
         else:
             estimator = module.estimator
-            assert estimator is not None, "method 'mi' needs an estimator"
-            info = estimator(x, z, log_var=log_var) if _takes_log_var(estimator) else estimator(x, z)
-            loss = ce + self.beta * info
-            losses["critic"] = estimator.training_loss(x, z, value=info)
-            metrics["mi_term"] = info.detach()
+            if estimator is None:
+                raise ValueError("the IB task's method 'mi' needs an [estimator] block")
+            surrogate = estimator(x, z, log_var=log_var) if estimator.accepts_log_var else estimator(x, z)
+            loss = ce + self.beta * surrogate
+            losses["critic"] = estimator.training_loss(x, z, value=surrogate)
+            metrics["mi_surrogate"] = surrogate.detach()
         losses["model"] = loss
         metrics["loss"] = loss.detach()
         return StepOutput(losses, metrics)
 
     @torch.no_grad()
-    def evaluate(self, module: nn.Module, data: Splits, split: str, options: Any) -> dict[str, float]:
-        assert isinstance(module, IBNetwork)
+    def evaluate(
+        self, module: IBNetwork, data: Splits, splits: Sequence[str], options: IBEvalOptions
+    ) -> dict[str, float]:
         samples = 1 if self.method == "baseline" else options.samples
-        wrong = 0.0
-        nll = 0.0
-        part = data.split(split)
-        for x, y in part.batches(options.batch_size):
-            mean, log_var = module.encode(x)
-            std = (0.5 * log_var).exp()
-            probs = torch.zeros(x.shape[0], data.classes, dtype=x.dtype, device=x.device)
-            for _ in range(samples):
-                z = mean if self.method == "baseline" else mean + std * torch.randn_like(mean)
-                probs += F.softmax(module.decoder(z), dim=-1) / samples
-            wrong += float((probs.argmax(-1) != y).sum())
-            nll += float(-probs.gather(1, y[:, None]).clamp_min(1e-12).log().sum())
-        return {f"{split}_error": wrong / len(part), f"{split}_nll": nll / len(part)}
+        metrics: dict[str, float] = {}
+        for split in splits:
+            wrong = 0.0
+            nll = 0.0
+            part = data.split(split)
+            for x, y in part.batches(options.batch_size):
+                mean, log_var = module.encode(x)
+                std = (0.5 * log_var).exp()
+                probs = torch.zeros(x.shape[0], data.classes, dtype=x.dtype, device=x.device)
+                for _ in range(samples):
+                    z = mean if self.method == "baseline" else mean + std * torch.randn_like(mean)
+                    probs += F.softmax(module.decoder(z), dim=-1) / samples
+                wrong += float((probs.argmax(-1) != y).sum())
+                nll += float(-probs.gather(1, y[:, None]).clamp_min(1e-12).log().sum())
+            metrics.update({f"{split}_error": wrong / len(part), f"{split}_nll": nll / len(part)})
+        return metrics
+
+    def information_every(self, options: IBEvalOptions) -> int:
+        return options.mi_every
+
+    @torch.no_grad()
+    def information(self, module: IBNetwork, data: Splits, options: IBEvalOptions) -> dict[str, float]:
+        """``mi_zy`` = H(y) − CE ≤ I(z; y) on the first ``mi_rows`` validation rows, with H(y) the
+        entropy of their labels and CE the decoder's cross-entropy on one draw of z (nats), and
+        ``mi_xz`` = the estimator's I(x; z) when it gives a value. Under torch.distributed each rank
+        takes its slice of those rows (the trainer averages the values over ranks)."""
+        rows, mine = eval_rows(options.mi_rows)
+        x, y = data.val.x[mine], data.val.y[mine]
+        z, _, _ = self._sample(module, x)
+        labels = data.val.y[:rows]
+        frequencies = torch.bincount(labels, minlength=data.classes).to(x.dtype) / len(labels)
+        entropy = -(frequencies * frequencies.clamp_min(1e-30).log()).sum()
+        values = {"mi_zy": float(entropy - F.cross_entropy(module.decoder(z), y))}
+        if module.estimator is not None:
+            value = module.estimator.estimate(x, z)
+            if value is not None:
+                values["mi_xz"] = float(value)
+        return values

@@ -7,9 +7,9 @@ For each layer of a frozen encoder a small classifier (one hidden layer of 200 u
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 
+import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from mireg.data import Split, Splits
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class ProbeResult:
     """Accuracies of one probe: ``val`` (best over epochs), ``test`` at that ``epoch`` (1-based)."""
 

@@ -1,16 +1,8 @@
 """The generic trainer (:class:`Trainer`), its output folder, its checkpoints and its reports."""
 
 from mireg.config import resolve_device
-from mireg.training.checkpoint import CheckpointError, load_checkpoint
+from mireg.training.checkpoint import load_checkpoint
 from mireg.training.reports import results_table
-from mireg.training.trainer import Interrupted, Trainer, TrainingError
+from mireg.training.trainer import Trainer
 
-__all__ = [
-    "CheckpointError",
-    "Interrupted",
-    "Trainer",
-    "TrainingError",
-    "load_checkpoint",
-    "resolve_device",
-    "results_table",
-]
+__all__ = ["Trainer", "load_checkpoint", "resolve_device", "results_table"]

@@ -19,16 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mireg.errors import MiregError
+from mireg.errors import CheckpointError
 from mireg.files import atomic_write
 from mireg.training.output import writing
 
 FORMAT = "mireg-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(MiregError):
-    """A checkpoint is missing, corrupt, foreign, or from another configuration."""
 
 
 def rng_state() -> dict[str, Any]:

@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from mireg.files import atomic_write, atomic_write_text
+from mireg.tasks.base import Task
 from mireg.training.output import writing
+
+#: The metrics of the information plane's axes: I(x; z) across, I(z; y) up.
+PLANE = ("mi_xz", "mi_zy")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -24,14 +28,24 @@ def write_metrics(path: Path, history: Sequence[dict[str, Any]]) -> None:
 
 
 def plot_curves(path: Path, history: Sequence[dict[str, Any]]) -> None:
-    """Training loss (left) and every ``*_error`` and ``*_acc*`` metric (right) against the epoch, as a PNG
-    (written atomically)."""
+    """Training loss (left) and every ``*_error`` and ``*_acc*`` metric (middle) against the epoch, and,
+    when the history holds ``mi_xz`` and ``mi_zy``, the information plane (right): I(x; z) against
+    I(z; y), coloured by epoch. A PNG, written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(9, 3.5), layout="constrained")
+    plane = [(row["epoch"], row[PLANE[0]], row[PLANE[1]]) for row in history if all(k in row for k in PLANE)]
+    figure = Figure(figsize=(13.5 if plane else 9, 3.5), layout="constrained")
     FigureCanvasAgg(figure)
-    loss_axes, error_axes = figure.subplots(1, 2)
+    panels = figure.subplots(1, 3 if plane else 2)
+    loss_axes, error_axes = panels[0], panels[1]
+    if plane:
+        epochs_, across, up = zip(*plane, strict=True)
+        plane_axes = panels[2]
+        plane_axes.plot(across, up, color="0.7", zorder=1)
+        points = plane_axes.scatter(across, up, c=epochs_, cmap="viridis", zorder=2)
+        figure.colorbar(points, ax=plane_axes, label="epoch")
+        plane_axes.set(xlabel="I(x; z) [nats]", ylabel="I(z; y) [nats]", title="information plane")
     epochs = [row["epoch"] for row in history]
     for key in ("train_loss", "train_ce"):
         if history and key in history[0]:
@@ -57,12 +71,14 @@ def _format(key: str, value: Any) -> str:
     return str(value)
 
 
-def results_table(results: dict[str, Any], headline: str) -> str:
-    """A short markdown table of the run: what ran, then the final metrics, ``headline`` first."""
-    keys = ("task", "method", "estimator", "beta", "dataset", "seed", "epochs")
+def results_table(results: dict[str, Any], task: Task[Any, Any, Any]) -> str:
+    """A short markdown table of the run: what ran (with the facts ``task`` describes), then the final
+    metrics, the task's headline first and then those ending in one of its ``reported`` suffixes."""
+    keys = ("task", *task.describe(), "estimator", "dataset", "seed", "epochs")
     facts = {k: results[k] for k in keys if results.get(k) is not None}
     metrics = results["metrics"]
-    order = [headline, *sorted(k for k in metrics if k != headline and k.endswith(("_error", "_nll", "_loss")))]
+    headline = task.headline
+    order = [headline, *sorted(k for k in metrics if k != headline and k.endswith(task.reported))]
     rows = [f"| {key} | {_format(key, value)} |" for key, value in facts.items()]
     rows += [f"| {key} | {_format(key, metrics[key])} |" for key in order if key in metrics]
     rows.append(f"| runtime | {results['runtime_s']:.1f} s |")

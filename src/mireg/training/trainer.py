@@ -5,6 +5,8 @@ saved in every checkpoint) and the batch order (a function of seed and epoch, se
 :func:`mireg.data.epoch_order`); the learning rate is a function of the epoch. A run stopped by
 SIGINT/SIGTERM finishes its step, checkpoints mid-epoch and exits; a crash leaves the last
 epoch's checkpoint. Either way ``--resume`` ends with the metrics of an uninterrupted run.
+Evaluation restores the RNG states it found, so training does not depend on how often it
+validates, and resuming a finished run repeats its last evaluation exactly.
 
 Under torch.distributed (``torchrun ... -m mireg run``) every rank holds the data and takes its
 slice of each global batch of ``world_size × train.batch_size`` rows; the estimators gather the
@@ -14,21 +16,26 @@ rank 0 shows progress and writes checkpoints, metrics, curves and results. On GP
 layers become SyncBatchNorm (statistics of the global batch); with gloo on CPUs, where PyTorch
 has no SyncBatchNorm, batch statistics stay per rank and the running statistics are averaged over
 ranks after every step.
+
+Progress is a bar when its stream is a terminal and one line per epoch otherwise (a batch job,
+``| tee log``), so logs hold no carriage-return fragments.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
+import attrs
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -37,25 +44,13 @@ from tqdm import tqdm
 from mireg.config import Resolved, check_batch_size, parse_config, resolve, resolve_device
 from mireg.data import Splits, steps_per_epoch, training_batches
 from mireg.distributed import any_rank, average_buffers, average_gradients, mean_over_ranks, world
-from mireg.errors import MiregError, NonFiniteError
-from mireg.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from mireg.errors import CheckpointError, Interrupted, MiregError, NonFiniteError, TrainingError
+from mireg.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mireg.training.output import CHECKPOINT, CURVES, METRICS, RESULTS, claimed
 from mireg.training.reports import plot_curves, write_json, write_metrics
 
 #: [train] keys that may differ between a run and its resumption.
 RESUMABLE_CHANGES = ("epochs", "device", "threads", "validate_every")
-
-
-class Interrupted(MiregError):
-    """The run was stopped by a signal after writing a checkpoint; ``signal`` is its number."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signal = signum
-
-
-class TrainingError(MiregError):
-    """Training diverged (a non-finite loss, gradient or estimator input); the last checkpoint is kept."""
 
 
 def seed_everything(seed: int) -> None:
@@ -86,14 +81,14 @@ def stop_requests() -> Iterator[list[int]]:
             signal.signal(s, old)
 
 
-@dataclasses.dataclass
+@attrs.define
 class _State:
     """Progress saved in checkpoints besides modules, optimizers and RNGs."""
 
     epoch: int = 0
     step: int = 0
-    running: dict[str, list[float]] = dataclasses.field(default_factory=dict)
-    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    running: dict[str, list[float]] = attrs.Factory(dict)
+    history: list[dict[str, Any]] = attrs.Factory(list)
 
 
 def _comparable(resolved: Resolved) -> dict[str, Any]:
@@ -107,7 +102,7 @@ def _saved_settings(path: Path, saved: dict[str, Any]) -> dict[str, Any]:
     try:
         config = parse_config(saved, source=f"{path} (field 'config')")
         kept = {key: value for key, value in config.train.items() if key not in RESUMABLE_CHANGES}
-        config = dataclasses.replace(config, train=kept)
+        config = attrs.evolve(config, train=kept)
         return _comparable(resolve(config))
     except MiregError as error:
         raise CheckpointError(f"the configuration saved in {path} does not resolve here: {error}") from None
@@ -117,12 +112,17 @@ class Trainer:
     """Runs one resolved configuration into ``out``: ``metrics.jsonl``, ``curves.png``,
     ``checkpoint.pt`` and ``results.json``."""
 
-    def __init__(self, resolved: Resolved, out: str | Path, *, progress: bool = True) -> None:
+    def __init__(
+        self, resolved: Resolved, out: str | Path, *, progress: bool = True, stream: TextIO | None = None
+    ) -> None:
+        """``progress`` on ``stream`` (default stderr): a bar on a terminal, else one line per epoch."""
         self.resolved = resolved
         self.settings = resolved.train
         self.task = resolved.task
         self.out = Path(out)
         self.progress = progress
+        self.stream = sys.stderr if stream is None else stream
+        self._final: dict[str, float] | None = None  # the last epoch's test metrics
         self.rank, self.world = world()
         self.main = self.rank == 0
         self.device = resolve_device(self.settings.device)
@@ -132,16 +132,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _build(self) -> tuple[Splits, nn.Module, dict[str, list[nn.Parameter]], dict[str, torch.optim.Optimizer]]:
-        from mireg.registry import default_registry
-
-        config = self.resolved.config
         data = self.resolved.dataset.load().to(self.device, self.dtype)
-        check_batch_size(self.settings, len(data.train), estimator_cls=self.resolved.estimator_cls, world=self.world)
-        estimator = None
-        if config.estimator is not None:
-            estimator = default_registry().create(
-                "mi_gradient", config.estimator.name, config.estimator.options, where="estimator.options."
-            )
+        check_batch_size(self.settings, len(data.train), **self.resolved.batch_limits(), world=self.world)
+        estimator = self.resolved.estimator.build() if self.resolved.estimator is not None else None
         module = self.task.build(data, self.resolved.model, estimator, device=self.device, dtype=self.dtype)
         if self.world > 1 and self.device.type == "cuda":
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
@@ -265,57 +258,114 @@ class Trainer:
         state: _State,
         stops: list[int],
     ) -> None:
+        """Train the rest of epoch ``state.epoch`` (from step ``state.step``), then end it."""
         s, epoch = self.settings, state.epoch
+        started = time.perf_counter()
         for name, optimizer in optimizers.items():
             for group in optimizer.param_groups:
                 group["lr"] = s.lr_at(epoch, self._base_lr(name))
         module.train()
-        total = steps_per_epoch(data.train, s.batch_size * self.world)
-        visible = self.progress and self.main
-        bar = tqdm(total=total, initial=state.step, desc=f"epoch {epoch + 1}/{s.epochs}", disable=not visible)
-        mine = slice(self.rank * s.batch_size, (self.rank + 1) * s.batch_size)
+        bar = tqdm(
+            total=steps_per_epoch(data.train, s.batch_size * self.world),
+            initial=state.step,
+            desc=f"epoch {epoch + 1}/{s.epochs}",
+            disable=not (self.progress and self.main and self.stream.isatty()),
+            file=self.stream,
+        )
         with bar:
             batches = training_batches(data.train, s.batch_size * self.world, seed=s.seed, epoch=epoch, skip=state.step)
             for x, y in batches:
-                try:
-                    out = self.task.step(module, x[mine], y[mine])
-                    loss = out.losses["model"].detach()
-                    bad = None if bool(torch.isfinite(loss)) else f"the loss is {float(loss)}"
-                except NonFiniteError as error:  # an estimator saw the non-finite values first
-                    bad = str(error)
-                diverged, stopping = any_rank(bad is not None, bool(stops), device=self.device)
-                if diverged:
-                    raise self._diverged(bad or "on another rank", state)
-                bad = self._apply(out.losses, groups, optimizers)
-                if bad is not None:
-                    raise self._diverged(bad, state)
-                average_buffers(module)
-                for key, value in out.metrics.items():
-                    sums = state.running.setdefault(key, [0.0, 0.0])
-                    sums[0] += float(value)
-                    sums[1] += 1.0
-                state.step += 1
+                stopping = self._step(module, groups, optimizers, state, x, y, bool(stops))
                 bar.update(1)
                 if "loss" in state.running:
                     bar.set_postfix(loss=f"{state.running['loss'][0] / state.running['loss'][1]:.4f}")
                 if stopping:
                     self._checkpoint(module, optimizers, state)
                     self._interrupted(stops[0] if stops else signal.SIGTERM, state)
-            module.eval()
-            row: dict[str, Any] = {"epoch": epoch + 1, "lr": s.lr_at(epoch, s.lr)}
-            train = {f"train_{k}": total_ / count for k, (total_, count) in state.running.items()}
-            row.update(mean_over_ranks(train, self.device))
-            if (epoch + 1) % s.validate_every == 0 or epoch + 1 == s.epochs:
-                row.update(self.task.evaluate(module, data, "val", self.resolved.eval))
-            shown = {key: f"{row[key]:.4f}" for key in ("train_loss", "val_error") if key in row}
-            bar.set_postfix(shown)
+        self._end_epoch(data, module, optimizers, state)
+        if self.progress and self.main and not self.stream.isatty():
+            row = state.history[-1]
+            shown = "".join(f", {key} {row[key]:.4f}" for key in ("train_loss", "val_error") if key in row)
+            print(f"epoch {epoch + 1}/{s.epochs}{shown} ({time.perf_counter() - started:.1f} s)", file=self.stream)
+        if any_rank(bool(stops), device=self.device)[0]:
+            self._interrupted(stops[0] if stops else signal.SIGTERM, state)
+
+    def _step(
+        self,
+        module: nn.Module,
+        groups: dict[str, list[nn.Parameter]],
+        optimizers: dict[str, Any],
+        state: _State,
+        x: Tensor,
+        y: Tensor,
+        stop_requested: bool,
+    ) -> bool:
+        """One training step on this rank's slice of the global batch ``x`` ``[world·B, d]``, ``y``:
+        losses, divergence agreed over ranks, the optimizers' steps and the running metrics.
+        Returns whether any rank was asked to stop."""
+        size = self.settings.batch_size
+        mine = slice(self.rank * size, (self.rank + 1) * size)
+        try:
+            out = self.task.step(module, x[mine], y[mine])
+            loss = out.losses["model"].detach()
+            bad = None if bool(torch.isfinite(loss)) else f"the loss is {float(loss)}"
+        except NonFiniteError as error:  # an estimator saw the non-finite values first
+            bad = str(error)
+        diverged, stopping = any_rank(bad is not None, stop_requested, device=self.device)
+        if diverged:
+            raise self._diverged(bad or "on another rank", state)
+        bad = self._apply(out.losses, groups, optimizers)
+        if bad is not None:
+            raise self._diverged(bad, state)
+        average_buffers(module)
+        for key, value in out.metrics.items():
+            sums = state.running.setdefault(key, [0.0, 0.0])
+            sums[0] += float(value)
+            sums[1] += 1.0
+        state.step += 1
+        return stopping
+
+    def _end_epoch(self, data: Splits, module: nn.Module, optimizers: dict[str, Any], state: _State) -> None:
+        """The epoch's row of metrics (training means over ranks, validation when due, information-plane
+        values when due; after the last epoch also the test metrics, kept for the results), then the
+        checkpoint and ``metrics.jsonl``."""
+        s, epoch, options = self.settings, state.epoch, self.resolved.eval
+        module.eval()
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": s.lr_at(epoch, s.lr)}
+        train = {f"train_{k}": total / count for k, (total, count) in state.running.items()}
+        row.update(mean_over_ranks(train, self.device))
+        if epoch + 1 == s.epochs:
+            validation, self._final = self._final_evaluation(module, data)
+            row.update(validation)
+        elif (epoch + 1) % s.validate_every == 0:
+            row.update(self._evaluate(module, data, ("val",)))
+        every = self.task.information_every(options)
+        if every and (epoch + 1) % every == 0:
+            with self._rng_kept():
+                information = self.task.information(module, data, options)
+            row.update(mean_over_ranks(information, self.device))
         state.history.append(row)
         state.epoch, state.step, state.running = epoch + 1, 0, {}
         self._checkpoint(module, optimizers, state)
         if self.main:
             write_metrics(self.out / METRICS, state.history)
-        if any_rank(bool(stops), device=self.device)[0]:
-            self._interrupted(stops[0] if stops else signal.SIGTERM, state)
+
+    def _rng_kept(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose torch RNG draws are undone afterwards: what evaluation draws changes neither
+        training nor a resume (a finished run resumed repeats its last evaluation, and training does
+        not depend on ``validate_every`` or ``eval.mi_every``)."""
+        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+
+    def _evaluate(self, module: nn.Module, data: Splits, splits: tuple[str, ...]) -> dict[str, float]:
+        """``task.evaluate`` on ``splits``, its RNG draws undone."""
+        with self._rng_kept():
+            return self.task.evaluate(module, data, splits, self.resolved.eval)
+
+    def _final_evaluation(self, module: nn.Module, data: Splits) -> tuple[dict[str, float], dict[str, float]]:
+        """The last epoch's evaluation of val and test in one call: (val metrics, the others)."""
+        metrics = self._evaluate(module, data, ("val", "test"))
+        validation = {key: value for key, value in metrics.items() if key.startswith("val_")}
+        return validation, {key: value for key, value in metrics.items() if key not in validation}
 
     def _diverged(self, what: str, state: _State) -> TrainingError:
         checkpoint = self.out / CHECKPOINT
@@ -338,9 +388,10 @@ class Trainer:
         module.eval()
         config = self.resolved.config
         metrics = {k: v for k, v in state.history[-1].items() if k not in ("epoch", "lr")} if state.history else {}
-        metrics.update(self.task.evaluate(module, data, "test", self.resolved.eval))
+        # resumed after the last epoch: repeat its evaluation
+        metrics.update(self._final if self._final is not None else self._final_evaluation(module, data)[1])
         results = {
-            "task": self.resolved.task_cls.name,
+            "task": type(self.task).name,
             **self.task.describe(),
             "estimator": config.estimator.name if config.estimator else None,
             "dataset": config.data.name,
