@@ -95,6 +95,12 @@ class PluginInfo:
         }
 
 
+def _defined(cls: type) -> set[str]:
+    """The attribute names ``cls`` and its bases up to (not including) mireg's base classes define."""
+    bases = set(ScoreEstimator.__mro__)
+    return {name for klass in cls.__mro__ if klass not in bases for name in vars(klass)}
+
+
 def normalize(name: str) -> str:
     """Names are matched case-insensitively, with ``_`` and ``-`` equivalent."""
     return name.strip().lower().replace("_", "-")
@@ -230,7 +236,7 @@ class Registry:
             if not isinstance(cls, type) or (base is not None and not issubclass(cls, base)):
                 expected = base.__name__ if base else "a class"
                 raise PluginError(f"register() for a {_KIND_WORDS[kind]} takes a subclass of {expected}, got {cls!r}")
-            if kind == "score" and cls._score is ScoreEstimator._score and cls.score is ScoreEstimator.score:
+            if kind == "score" and "_score" not in _defined(cls) and "score" not in _defined(cls):
                 raise PluginError(f"{cls.__qualname__} implements neither _score(samples, at) nor score(samples, at)")
             name = getattr(cls, "name", None)
             if not isinstance(name, str) or not name.strip() or "/" in name:
