@@ -50,8 +50,9 @@ def test_mi_zy_is_label_entropy_minus_cross_entropy() -> None:
 
 @pytest.mark.parametrize(("estimator", "has_xz"), [("mine", True), ("mige", True)])
 def test_the_run_logs_the_plane_every_mi_every_epochs(tmp_path: Path, estimator: str, has_xz: bool) -> None:
-    """MINE gives a value, so I(x; z) is logged; MIGE's estimate() gives None (for now), so it is left out."""
-    options = {"mine": {"hidden": 16, "layers": 1}, "mige": {"score": "ssge"}}[estimator]
+    """Both give a value of I(x; z): MINE its bound, MIGE the heat-flow value (on x projected to 4
+    columns: 40 rows hold 3 (4 + 3) + 2 = 23, the least the heat-flow value needs)."""
+    options = {"mine": {"hidden": 16, "layers": 1}, "mige": {"score": "ssge", "projection_dim": 4}}[estimator]
     run = ib_resolved("mi", {"name": estimator, "options": options}, epochs=4)
     run = resolve(parse_config({**run.config.to_dict(), "eval": {"samples": 2, "mi_every": 2, "mi_rows": 40}}))
     Trainer(run, tmp_path, progress=False).run()
