@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+import attrs
 import torch
 from torch import Tensor
 
@@ -168,3 +169,32 @@ def rbf_grad_sum(kernel: Tensor, x: Tensor, bandwidth: Tensor) -> Tensor:
     """
     row_sums = kernel.sum(-1, keepdim=True)
     return (x * row_sums - kernel @ x) / bandwidth.pow(2)[..., None, None]
+
+
+@attrs.frozen
+class UnitRBF:
+    """The RBF kernel of samples rescaled by :func:`unit_spread`, what SSGE and Stein fit on.
+
+    ``samples`` ``[..., M, d]`` and ``at`` ``[..., N, d]`` (or ``None``) are divided by ``unit``
+    ``[..., 1, 1]``; ``bandwidth`` ``[...]`` is in those units; ``kernel`` ``[..., M, M]`` is the
+    kernel matrix of ``samples`` and ``grad_sum`` ``[..., M, d]`` its :func:`rbf_grad_sum`.
+    """
+
+    samples: Tensor
+    at: Tensor | None
+    unit: Tensor
+    bandwidth: Tensor
+    kernel: Tensor
+    grad_sum: Tensor
+
+
+def unit_rbf(samples: Tensor, at: Tensor | None, bandwidth: float | None, multiplier: float) -> UnitRBF:
+    """The kernel pieces of ``samples`` ``[..., M, d]`` and ``at`` ``[..., N, d]`` after an exact rescaling
+    (squares stay in the float range); a fixed ``bandwidth`` is in the units of the data, as given."""
+    samples, at, unit = unit_spread(samples, at)
+    sq = pairwise_sq_dists(samples, samples)
+    h = resolve_bandwidth(sq, bandwidth, multiplier)
+    if bandwidth is not None:
+        h = h / unit[..., 0, 0]
+    kernel = rbf_kernel(sq, h)
+    return UnitRBF(samples, at, unit, h, kernel, rbf_grad_sum(kernel, samples, h))

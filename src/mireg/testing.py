@@ -44,6 +44,7 @@ __all__ = [
     "Gaussian",
     "GaussianMixture",
     "StandardNormal",
+    "bad_kernel_score_inputs",
     "correlated_gaussian_log_ratio",
     "correlated_gaussian_mi",
     "correlated_gaussian_mi_grad",
@@ -255,6 +256,20 @@ def relative_rmse(estimate: Tensor, truth: Tensor) -> float:
         )
     error = (estimate.double() - truth.double()).pow(2).sum(-1).mean()
     return float((error / truth.double().pow(2).sum(-1).mean()).sqrt())
+
+
+def bad_kernel_score_inputs() -> list[tuple[Tensor, Tensor | None, str]]:
+    """``(samples, at, message)``: inputs a median-heuristic kernel score estimator must refuse with a
+    ``ValueError`` matching ``message`` (NaN, Inf, one sample, no sample axis, ``at`` of the wrong
+    width ``[4, 2]`` for samples ``[10, 3]``, identical samples whose median distance is 0)."""
+    return [
+        (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), None, "NaN/Inf"),
+        (torch.tensor([[0.0, float("inf")], [1.0, 2.0]]), None, "NaN/Inf"),
+        (torch.randn(1, 3), None, "at least 2 samples"),
+        (torch.randn(5), None, "shape"),
+        (torch.randn(10, 3), torch.randn(4, 2), "at must have shape"),
+        (torch.ones(10, 3), None, "median pairwise distance"),
+    ]
 
 
 def correlated_gaussians(

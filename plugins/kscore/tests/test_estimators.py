@@ -8,7 +8,7 @@ from conftest import relative_rmse, sample_with_score
 
 import mireg
 from mireg.estimators import ScoreEstimator
-from mireg.testing import correlated_gaussian_mi_grad, correlated_gaussians
+from mireg.testing import bad_kernel_score_inputs, correlated_gaussian_mi_grad, correlated_gaussians
 from mireg_kscore import KEF, Landweber, NuMethod, SpectralCutoff
 from mireg_kscore.spectral_cutoff import DENSE_LIMIT
 
@@ -113,17 +113,7 @@ def test_batched_equals_one_by_one(estimator: ScoreEstimator) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize(
-    ("samples", "at", "message"),
-    [
-        (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), None, "NaN/Inf"),
-        (torch.tensor([[0.0, float("inf")], [1.0, 2.0]]), None, "NaN/Inf"),
-        (torch.randn(1, 3), None, "at least 2 samples"),
-        (torch.randn(5), None, "shape"),
-        (torch.randn(10, 3), torch.randn(4, 2), "at must have shape"),
-        (torch.ones(10, 3), None, "median pairwise distance"),
-    ],
-)
+@pytest.mark.parametrize(("samples", "at", "message"), bad_kernel_score_inputs())
 def test_bad_input_raises_a_clear_value_error(
     name: str, samples: torch.Tensor, at: torch.Tensor | None, message: str
 ) -> None:

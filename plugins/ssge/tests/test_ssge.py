@@ -7,6 +7,7 @@ import torch
 from conftest import relative_rmse, sample_with_score
 
 import mireg
+from mireg.testing import bad_kernel_score_inputs
 from mireg_ssge import SSGE
 from mireg_ssge import ssge as ssge_module
 
@@ -127,17 +128,7 @@ def test_batched_equals_one_by_one() -> None:
     assert torch.allclose(threshold.score(x)[1, 0], threshold.score(x[1, 0]), atol=1e-10, rtol=1e-8)
 
 
-@pytest.mark.parametrize(
-    ("samples", "at", "message"),
-    [
-        (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), None, "NaN/Inf"),
-        (torch.tensor([[0.0, float("inf")], [1.0, 2.0]]), None, "NaN/Inf"),
-        (torch.randn(1, 3), None, "at least 2 samples"),
-        (torch.randn(5), None, "shape"),
-        (torch.randn(10, 3), torch.randn(4, 2), "at must have shape"),
-        (torch.ones(10, 3), None, "median pairwise distance"),
-    ],
-)
+@pytest.mark.parametrize(("samples", "at", "message"), bad_kernel_score_inputs())
 def test_bad_input_raises_a_clear_value_error(samples: torch.Tensor, at: torch.Tensor | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SSGE().score(samples, at=at)

@@ -9,6 +9,7 @@ import torch
 from conftest import relative_rmse, sample_with_score
 
 import mireg
+from mireg.testing import bad_kernel_score_inputs
 from mireg_stein import Stein
 
 # Relative RMSE of Stein with default options, measured (float32 and float64 agree to 1e-3) with
@@ -92,17 +93,7 @@ def test_batched_equals_one_by_one() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("samples", "at", "message"),
-    [
-        (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), None, "NaN/Inf"),
-        (torch.tensor([[0.0, float("inf")], [1.0, 2.0]]), None, "NaN/Inf"),
-        (torch.randn(1, 3), None, "at least 2 samples"),
-        (torch.randn(5), None, "shape"),
-        (torch.randn(10, 3), torch.randn(4, 2), "at must have shape"),
-        (torch.ones(10, 3), None, "median pairwise distance"),
-    ],
-)
+@pytest.mark.parametrize(("samples", "at", "message"), bad_kernel_score_inputs())
 def test_bad_input_raises_a_clear_value_error(samples: torch.Tensor, at: torch.Tensor | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Stein().score(samples, at=at)

@@ -10,6 +10,8 @@ import attrs
 import torch
 from torch import Tensor
 
+from mireg.errors import ConfigError
+
 
 @attrs.frozen
 class Split:
@@ -119,3 +121,25 @@ def stratified_indices(labels: Tensor, fraction: float, *, seed: int) -> tuple[T
         held.append(rows[:count])
         rest.append(rows[count:])
     return torch.cat(rest).sort().values, torch.cat(held).sort().values
+
+
+class HeldOutValidation(Dataset):
+    """A dataset shipped as train and test sets whose validation split is ``val_size`` training rows
+    held out, stratified by class with ``split_seed``; each subclass documents these options."""
+
+    def __init__(
+        self, *, root: str = "data", download: bool = False, val_size: int = 5000, split_seed: int = 0
+    ) -> None:
+        if val_size < 1:
+            raise ValueError(f"val_size must be a positive number of images, got {val_size}")
+        self.root = root
+        self.download = download
+        self.val_size = val_size
+        self.split_seed = split_seed
+
+    def hold_out(self, x: Tensor, y: Tensor) -> tuple[Split, Split]:
+        """The (train, val) splits of the training set ``x`` ``[N, d]``, ``y`` ``[N]``."""
+        if self.val_size >= len(y):
+            raise ConfigError(f"data.options.val_size = {self.val_size} leaves no training images (there are {len(y)})")
+        rest, val = stratified_indices(y, self.val_size / len(y), seed=self.split_seed)
+        return Split(x[rest], y[rest]), Split(x[val], y[val])

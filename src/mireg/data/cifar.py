@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from mireg.data.base import Dataset, Split, Splits, stratified_indices
+from mireg.data.base import HeldOutValidation, Split, Splits
 from mireg.errors import ConfigError
 
 
@@ -33,7 +33,7 @@ def _torchvision_class(name: str, verify: bool) -> Any:
     return type(f"Unverified{name}", (cls,), unchecked)
 
 
-class CIFAR10(Dataset):
+class CIFAR10(HeldOutValidation):
     """CIFAR-10: 50000 training and 10000 test 32×32 colour images, as ``[N, 3072]`` inputs in [0, 1].
 
     Options:
@@ -58,12 +58,7 @@ class CIFAR10(Dataset):
         split_seed: int = 0,
         verify: bool = True,
     ) -> None:
-        if val_size < 1:
-            raise ValueError(f"val_size must be a positive number of images, got {val_size}")
-        self.root = root
-        self.download = download
-        self.val_size = val_size
-        self.split_seed = split_seed
+        super().__init__(root=root, download=download, val_size=val_size, split_seed=split_seed)
         self.verify = verify
 
     @property
@@ -96,12 +91,9 @@ class CIFAR10(Dataset):
             hint = " (files that are not the canonical release need data.options.verify = false)" if self.verify else ""
             message = f"data.options.root: torchvision cannot read {self.name} in {root}: {error}{hint}"
             raise ConfigError(message) from None
-        x, y = _flat(train.data), torch.as_tensor(train.targets, dtype=torch.long)
-        if self.val_size >= len(y):
-            raise ConfigError(f"data.options.val_size = {self.val_size} leaves no training images (there are {len(y)})")
-        rest, val = stratified_indices(y, self.val_size / len(y), seed=self.split_seed)
+        train_split, val_split = self.hold_out(_flat(train.data), torch.as_tensor(train.targets, dtype=torch.long))
         test_split = Split(_flat(test.data), torch.as_tensor(test.targets, dtype=torch.long))
-        return Splits(Split(x[rest], y[rest]), Split(x[val], y[val]), test_split, self.classes)
+        return Splits(train_split, val_split, test_split, self.classes)
 
 
 class CIFAR100(CIFAR10):

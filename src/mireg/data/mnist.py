@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from mireg.data.base import Dataset, Split, Splits, stratified_indices
+from mireg.data.base import HeldOutValidation, Split, Splits
 from mireg.errors import ConfigError
 
 #: The uncompressed files torchvision reads from ``<root>/MNIST/raw``.
@@ -18,7 +18,7 @@ RAW_FILES = (
 )
 
 
-class MNIST(Dataset):
+class MNIST(HeldOutValidation):
     """MNIST digits, 60000 training and 10000 test images, as ``[N, 784]`` inputs in [0, 1].
 
     Options:
@@ -29,16 +29,6 @@ class MNIST(Dataset):
     """
 
     name = "mnist"
-
-    def __init__(
-        self, *, root: str = "data", download: bool = False, val_size: int = 5000, split_seed: int = 0
-    ) -> None:
-        if val_size < 1:
-            raise ValueError(f"val_size must be a positive number of images, got {val_size}")
-        self.root = root
-        self.download = download
-        self.val_size = val_size
-        self.split_seed = split_seed
 
     @property
     def raw_folder(self) -> Path:
@@ -59,10 +49,7 @@ class MNIST(Dataset):
         root = str(Path(self.root).expanduser())
         train = TorchvisionMNIST(root, train=True, download=self.download)
         test = TorchvisionMNIST(root, train=False, download=self.download)
-        x = train.data.flatten(1).to(torch.float32) / 255.0
-        y = train.targets.to(torch.long)
-        if self.val_size >= len(y):
-            raise ConfigError(f"data.options.val_size = {self.val_size} leaves no training images (there are {len(y)})")
-        rest, val = stratified_indices(y, self.val_size / len(y), seed=self.split_seed)
+        x, y = train.data.flatten(1).to(torch.float32) / 255.0, train.targets.to(torch.long)
+        train_split, val_split = self.hold_out(x, y)
         x_test = test.data.flatten(1).to(torch.float32) / 255.0
-        return Splits(Split(x[rest], y[rest]), Split(x[val], y[val]), Split(x_test, test.targets.to(torch.long)), 10)
+        return Splits(train_split, val_split, Split(x_test, test.targets.to(torch.long)), 10)

@@ -204,16 +204,7 @@ class DIM(Task[DIMNetwork, DIMModelOptions, DIMEvalOptions]):
         """``{split}_acc_{layer}`` for the three layers and each split, from one set of probes trained
         on the encoder as it is now; with ``"test"`` also the probe epochs chosen on val."""
         module.encoder.eval()
-        results = probe_layers(
-            lambda x: module.encoder(x)._asdict(),
-            data,
-            hidden=options.hidden,
-            dropout=options.dropout,
-            epochs=options.epochs,
-            lr=options.lr,
-            batch_size=options.batch_size,
-            seed=options.seed,
-        )
+        results = probe_layers(lambda x: module.encoder(x)._asdict(), data, options)
         metrics = {f"{split}_acc_{layer}": getattr(results[layer], split) for split in splits for layer in LAYERS}
         if "test" in splits:
             metrics.update({f"probe_epoch_{layer}": float(results[layer].epoch) for layer in LAYERS})

@@ -8,6 +8,7 @@ For each layer of a frozen encoder a small classifier (one hidden layer of 200 u
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import attrs
 import torch
@@ -24,6 +25,23 @@ class ProbeResult:
     val: float
     test: float
     epoch: int
+
+
+class ProbeSettings(Protocol):
+    """How the probes are trained (the DIM task's ``[eval]`` options satisfy it)."""
+
+    @property
+    def hidden(self) -> int: ...
+    @property
+    def dropout(self) -> float: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
 
 
 class Probe(nn.Module):
@@ -62,28 +80,24 @@ def train_probe(
     features: dict[str, Tensor],
     labels: dict[str, Tensor],
     classes: int,
-    *,
-    hidden: int,
-    dropout: float,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
+    settings: ProbeSettings,
 ) -> ProbeResult:
     """Train one probe with Adam on ``features["train"]`` ``[N, k]`` and score it on ``"val"``/``"test"``.
 
     ``labels`` holds the ``[N]`` class indices of the same three splits. The global RNG is not
-    touched: initialisation, dropout and batch order come from ``seed`` alone, so the same
+    touched: initialisation, dropout and batch order come from ``settings.seed`` alone, so the same
     features always give the same result.
     """
+    batch_size = settings.batch_size
     train_x, train_y = features["train"], labels["train"]
     device = train_x.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        probe = Probe(train_x.shape[1], classes, hidden, dropout).to(device=device, dtype=train_x.dtype)
-        optimizer = torch.optim.Adam(probe.parameters(), lr=lr)
+        torch.manual_seed(settings.seed)
+        probe = Probe(train_x.shape[1], classes, settings.hidden, settings.dropout)
+        probe = probe.to(device=device, dtype=train_x.dtype)
+        optimizer = torch.optim.Adam(probe.parameters(), lr=settings.lr)
         best = ProbeResult(-1.0, 0.0, 0)
-        for epoch in range(1, epochs + 1):
+        for epoch in range(1, settings.epochs + 1):
             probe.train()
             order = torch.randperm(len(train_y), device=device)
             for start in range(0, len(order), batch_size):
@@ -103,29 +117,13 @@ def train_probe(
 def probe_layers(
     encode: Callable[[Tensor], Mapping[str, Tensor]],
     data: Splits,
-    *,
-    hidden: int,
-    dropout: float,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
+    settings: ProbeSettings,
 ) -> dict[str, ProbeResult]:
     """One probe per layer that ``encode`` returns, trained on frozen features: layer -> result."""
     splits = ("train", "val", "test")
-    by_split = {name: extract(encode, data.split(name), 4 * batch_size) for name in splits}
+    by_split = {name: extract(encode, data.split(name), 4 * settings.batch_size) for name in splits}
     labels = {name: data.split(name).y for name in splits}
     return {
-        layer: train_probe(
-            {name: by_split[name][layer] for name in splits},
-            labels,
-            data.classes,
-            hidden=hidden,
-            dropout=dropout,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            seed=seed,
-        )
+        layer: train_probe({name: by_split[name][layer] for name in splits}, labels, data.classes, settings)
         for layer in by_split["train"]
     }

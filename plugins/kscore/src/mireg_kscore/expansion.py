@@ -36,15 +36,6 @@ class Expansion:
     centres: Tensor | None = None
 
 
-def check_common(kernel: str, bandwidth: float | None, bandwidth_multiplier: float) -> None:
-    """Validate the options shared by every kscore estimator (``ValueError`` saying what is allowed)."""
-    check_kernel(kernel)
-    if bandwidth is not None and not bandwidth > 0:
-        raise ValueError(f"bandwidth must be > 0 or None (median heuristic), got {bandwidth}")
-    if not bandwidth_multiplier > 0:
-        raise ValueError(f"bandwidth_multiplier must be > 0, got {bandwidth_multiplier}")
-
-
 def check_lam_or_iterations(lam: float | None, iterations: int | None) -> None:
     """``lam`` in (0, 1] or ``iterations`` >= 1, not both."""
     if lam is not None and iterations is not None:
@@ -58,13 +49,22 @@ def check_lam_or_iterations(lam: float | None, iterations: int | None) -> None:
 class KernelScoreEstimator(ScoreEstimator):
     """Base of the kscore estimators: kernel and bandwidth handling, evaluation of the :class:`Expansion`.
 
-    Subclasses set ``kernel``, ``bandwidth`` and ``bandwidth_multiplier`` and implement :meth:`fit`.
+    Subclasses pass ``kernel``, ``bandwidth`` and ``bandwidth_multiplier`` (their own defaults) to
+    ``__init__`` and implement :meth:`fit`.
     """
 
     batched = True
-    kernel: KernelName
-    bandwidth: float | None
-    bandwidth_multiplier: float
+
+    def __init__(self, *, kernel: KernelName, bandwidth: float | None, bandwidth_multiplier: float) -> None:
+        """Check and keep the options every kscore estimator has (``ValueError`` saying what is allowed)."""
+        check_kernel(kernel)
+        if bandwidth is not None and not bandwidth > 0:
+            raise ValueError(f"bandwidth must be > 0 or None (median heuristic), got {bandwidth}")
+        if not bandwidth_multiplier > 0:
+            raise ValueError(f"bandwidth_multiplier must be > 0, got {bandwidth_multiplier}")
+        self.kernel: KernelName = kernel
+        self.bandwidth = bandwidth
+        self.bandwidth_multiplier = bandwidth_multiplier
 
     @abstractmethod
     def fit(self, gram: MatrixKernel, zeta: Tensor) -> Expansion:

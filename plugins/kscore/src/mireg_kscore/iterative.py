@@ -12,7 +12,7 @@ import math
 
 from torch import Tensor
 
-from mireg_kscore.expansion import Expansion, KernelScoreEstimator, check_common, check_lam_or_iterations
+from mireg_kscore.expansion import Expansion, KernelScoreEstimator, check_lam_or_iterations
 from mireg_kscore.matrix_kernels import KernelName, MatrixKernel
 
 #: Regularisation when neither lam nor iterations is given (Landweber: 34 iterations; ν-method: 19).
@@ -52,12 +52,9 @@ class Landweber(KernelScoreEstimator):
         bandwidth_multiplier: float = 2.0,
     ) -> None:
         check_lam_or_iterations(lam, iterations)
-        check_common(kernel, bandwidth, bandwidth_multiplier)
+        super().__init__(kernel=kernel, bandwidth=bandwidth, bandwidth_multiplier=bandwidth_multiplier)
         self.lam = lam
         self.iterations = iterations
-        self.kernel: KernelName = kernel
-        self.bandwidth = bandwidth
-        self.bandwidth_multiplier = bandwidth_multiplier
 
     @property
     def steps(self) -> int:
@@ -111,15 +108,12 @@ class NuMethod(KernelScoreEstimator):
         bandwidth_multiplier: float = 3.0,
     ) -> None:
         check_lam_or_iterations(lam, iterations)
-        check_common(kernel, bandwidth, bandwidth_multiplier)
+        super().__init__(kernel=kernel, bandwidth=bandwidth, bandwidth_multiplier=bandwidth_multiplier)
         if not nu > 0:
             raise ValueError(f"nu must be > 0, got {nu}")
         self.lam = lam
         self.iterations = iterations
         self.nu = nu
-        self.kernel: KernelName = kernel
-        self.bandwidth = bandwidth
-        self.bandwidth_multiplier = bandwidth_multiplier
 
     @property
     def steps(self) -> int:

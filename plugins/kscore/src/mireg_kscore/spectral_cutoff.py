@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mireg_kscore.expansion import Expansion, KernelScoreEstimator, check_common
+from mireg_kscore.expansion import Expansion, KernelScoreEstimator
 from mireg_kscore.matrix_kernels import KernelName, MatrixKernel
 
 #: Largest M·d for which a curl-free Gram matrix [M·d, M·d] is built and diagonalised.
@@ -45,13 +45,10 @@ class SpectralCutoff(KernelScoreEstimator):
         bandwidth: float | None = None,
         bandwidth_multiplier: float = 3.0,
     ) -> None:
-        check_common(kernel, bandwidth, bandwidth_multiplier)
+        super().__init__(kernel=kernel, bandwidth=bandwidth, bandwidth_multiplier=bandwidth_multiplier)
         if not 0 < lam <= 1:
             raise ValueError(f"lam must be in (0, 1] (an eigenvalue threshold of L̂, of norm at most 1), got {lam}")
         self.lam = lam
-        self.kernel: KernelName = kernel
-        self.bandwidth = bandwidth
-        self.bandwidth_multiplier = bandwidth_multiplier
 
     def fit(self, gram: MatrixKernel, zeta: Tensor) -> Expansion:
         *batch, m, d = zeta.shape

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from mireg_kscore.conjugate_gradient import conjugate_gradient
-from mireg_kscore.expansion import Expansion, KernelScoreEstimator, check_common
+from mireg_kscore.expansion import Expansion, KernelScoreEstimator
 from mireg_kscore.matrix_kernels import KernelName, MatrixKernel
 
 Solver = Literal["auto", "cholesky", "cg"]
@@ -62,7 +62,7 @@ class KEF(KernelScoreEstimator):
         bandwidth: float | None = None,
         bandwidth_multiplier: float = 3.0,
     ) -> None:
-        check_common(kernel, bandwidth, bandwidth_multiplier)
+        super().__init__(kernel=kernel, bandwidth=bandwidth, bandwidth_multiplier=bandwidth_multiplier)
         if not 0 < lam <= 1:
             raise ValueError(f"lam must be in (0, 1] (units of the bound 1 on the eigenvalues of L̂), got {lam}")
         if solver not in ("auto", "cholesky", "cg"):
@@ -83,9 +83,6 @@ class KEF(KernelScoreEstimator):
         self.cg_tol = cg_tol
         self.cg_iterations = cg_iterations
         self.subsample = subsample
-        self.kernel: KernelName = kernel
-        self.bandwidth = bandwidth
-        self.bandwidth_multiplier = bandwidth_multiplier
 
     @property
     def _cholesky(self) -> bool:

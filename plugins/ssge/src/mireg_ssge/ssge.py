@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from mireg.estimators import ScoreEstimator
-from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth, unit_spread
+from mireg.kernels import pairwise_sq_dists, rbf_kernel, unit_rbf
 from mireg.options import Range, check_options
 
 Eigensolver = Literal["eigh", "subspace"]
@@ -197,20 +197,14 @@ class SSGE(ScoreEstimator):
     def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         """Fit on ``samples`` ``[..., M, d]``; return the score at ``at`` ``[..., N, d]`` (default:
         at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
-        samples, at, unit = unit_spread(samples, at)  # exact rescaling: squares stay in the float range
-        sq = pairwise_sq_dists(samples, samples)
-        h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
-        if self.bandwidth is not None:
-            h = h / unit[..., 0, 0]  # a fixed bandwidth is in the units of the data
-        kernel = rbf_kernel(sq, h)
-        grad = rbf_grad_sum(kernel, samples, h)
-        evals, evecs, keep = self._eigenpairs(kernel)
+        rbf = unit_rbf(samples, at, self.bandwidth, self.bandwidth_multiplier)
+        evals, evecs, keep = self._eigenpairs(rbf.kernel)
         shifted = evals + self.eta
-        coefficients = evecs.mT @ grad  # [..., k, d]
-        if at is None:
+        coefficients = evecs.mT @ rbf.grad_sum  # [..., k, d]
+        if rbf.at is None:
             weights = torch.where(keep, evals / shifted.pow(2), 0.0)
-            return -((evecs * weights.unsqueeze(-2)) @ coefficients) / unit
+            return -((evecs * weights.unsqueeze(-2)) @ coefficients) / rbf.unit
         weights = torch.where(keep, shifted.pow(-2), 0.0)
         fitted = (evecs * weights.unsqueeze(-2)) @ coefficients  # [..., M, d] first: the [N, M] product is then N·M·d
-        cross = rbf_kernel(pairwise_sq_dists(at, samples), h)
-        return -(cross @ fitted) / unit
+        cross = rbf_kernel(pairwise_sq_dists(rbf.at, rbf.samples), rbf.bandwidth)
+        return -(cross @ fitted) / rbf.unit

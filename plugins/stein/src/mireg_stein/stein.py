@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from mireg.estimators import ScoreEstimator
-from mireg.kernels import pairwise_sq_dists, rbf_grad_sum, rbf_kernel, resolve_bandwidth, unit_spread
+from mireg.kernels import pairwise_sq_dists, rbf_kernel, unit_rbf
 from mireg.options import Range, check_options
 
 #: Smallest ridge that keeps the float32 Cholesky factorisation reliable (measured up to M = 2048).
@@ -67,13 +67,8 @@ class Stein(ScoreEstimator):
                 RuntimeWarning,
                 stacklevel=3,
             )
-        samples, at, unit = unit_spread(samples, at)  # exact rescaling: squares stay in the float range
-        sq = pairwise_sq_dists(samples, samples)
-        h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
-        if self.bandwidth is not None:
-            h = h / unit[..., 0, 0]  # a fixed bandwidth is in the units of the data
-        kernel = rbf_kernel(sq, h)
-        grad = rbf_grad_sum(kernel, samples, h)
+        rbf = unit_rbf(samples, at, self.bandwidth, self.bandwidth_multiplier)
+        kernel, grad = rbf.kernel, rbf.grad_sum
         kernel.diagonal(dim1=-2, dim2=-1).add_(self.eta)
         factor, info = torch.linalg.cholesky_ex(kernel)
         if bool((info > 0).any()):
@@ -84,7 +79,7 @@ class Stein(ScoreEstimator):
         estimate = -torch.cholesky_solve(grad, factor)
         if samples.dtype == torch.float32:  # one step of iterative refinement: the float32 factor is inexact
             estimate = estimate - torch.cholesky_solve(grad + kernel @ estimate, factor)
-        if at is None:
-            return estimate / unit
-        cross = rbf_kernel(pairwise_sq_dists(at, samples), h)
-        return cross @ torch.cholesky_solve(estimate, factor) / unit
+        if rbf.at is None:
+            return estimate / rbf.unit
+        cross = rbf_kernel(pairwise_sq_dists(rbf.at, rbf.samples), rbf.bandwidth)
+        return cross @ torch.cholesky_solve(estimate, factor) / rbf.unit
