@@ -46,6 +46,12 @@ class GaussianConditional(nn.Module):
 
     def forward(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of q(·|x), each ``[B, dz]``, for ``x`` ``[B, dx]`` (``z`` ``[B, dz]`` sizes them)."""
+        dtype = self.mean_out.weight.dtype  # also set while the parameter is not materialised
+        if x.dtype != dtype or z.dtype != dtype:
+            raise ValueError(
+                f"CLUB's q(z|x) holds {dtype} parameters, got x {x.dtype} and z {z.dtype}: pass {dtype} "
+                f"tensors, or move the estimator to their dtype with .to(dtype) before its first call"
+            )
         return self.mean_out(self.mean_body(x), z), self.log_var_out(self.log_var_body(x), z)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ import attrs
 from torch import Tensor
 
 from mireg.estimators import ScoreEstimator
-from mireg.kernels import pairwise_sq_dists, resolve_bandwidth
+from mireg.kernels import pairwise_sq_dists, resolve_bandwidth, unit_spread
 from mireg_kscore.matrix_kernels import KernelName, MatrixKernel, check_kernel
 
 
@@ -73,15 +73,18 @@ class KernelScoreEstimator(ScoreEstimator):
     def _score(self, samples: Tensor, at: Tensor | None) -> Tensor:
         """Fit on ``samples`` ``[..., M, d]``; return the score at ``at`` ``[..., N, d]`` (default:
         at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
+        samples, at, unit = unit_spread(samples, at)  # exact rescaling: squares stay in the float range
         sq = pairwise_sq_dists(samples, samples)
         h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
+        if self.bandwidth is not None:
+            h = h / unit[..., 0, 0]  # a fixed bandwidth is in the units of the data
         gram = MatrixKernel(self.kernel, samples, samples, h, sq)
         fit = self.fit(gram, gram.stein_term())
         if at is None:
-            return fit.at_samples
+            return fit.at_samples / unit
         cross = MatrixKernel(self.kernel, at, samples, h)
         centres = cross if fit.centres is None else MatrixKernel(self.kernel, at, fit.centres, h)
         estimate = centres.apply(fit.coefficients)
         if fit.weight is not None:
             estimate = estimate + fit.weight * cross.stein_term()
-        return estimate
+        return estimate / unit
