@@ -28,6 +28,7 @@ minutes per row: run them in the background, e.g.::
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -118,12 +119,10 @@ def load_rows() -> list[dict]:
 
 def save_rows(rows: list[dict]) -> None:
     """Write all rows (atomically: a killed run never leaves a half-written file)."""
-    import bmi
-
     RESULTS.parent.mkdir(exist_ok=True)
     payload = {
         "benchmark": "benchmark-mi's own estimators at their defaults on benchmarks/.bmi-samples",
-        "benchmark_mi": bmi.__version__ if hasattr(bmi, "__version__") else "0.1.3",
+        "benchmark_mi": importlib.metadata.version("benchmark-mi"),
         "n_samples": N_SAMPLES,
         "threads": "one (XLA_FLAGS " + os.environ.get("XLA_FLAGS", "") + ")",
         "machine": platform.platform(),
