@@ -237,8 +237,13 @@ def plot(rows: list[dict], baselines: list[dict], names: list[str], path: Path) 
 
 
 def write(rows: list[dict], names: list[str], settings: dict, stem: str) -> dict:
-    """Write ``<stem>.json``, ``.md`` and ``.png`` in results/ (JSON atomically); returns the targets."""
-    baselines = load_baselines()
+    """Write ``<stem>.json``, ``.md`` and ``.png`` in results/ (JSON atomically); returns the targets.
+
+    benchmark-mi's rows are limited to the (task, seed) samples that mireg's rows cover, so every
+    column of the table averages over the same samples.
+    """
+    covered = {(r["task"], r["seed"]) for r in rows}
+    baselines = [b for b in load_baselines() if (b["task"], b["seed"]) in covered]
     goal = targets(rows, baselines)
     payload = {
         "benchmark": "mireg.estimate_mi on benchmark-mi tasks (benchmarks/.bmi-samples), beside bmi_baselines.json",
