@@ -38,7 +38,8 @@ import platform
 import statistics
 import tempfile
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,6 @@ class Job:
     seed: int
     epochs: int
     data_options: tuple[tuple[str, Any], ...] = ()
-
-    def key(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
 @torch.no_grad()
@@ -131,39 +129,47 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 class Runs:
-    """The runs file: finished runs by job key, appended to as runs finish."""
+    """A runs file: one JSON line per finished run (``{"job": fields, ...result}``), appended as runs
+    finish, so that a rerun skips what is done. Jobs are frozen dataclasses; their fields are the key."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, run: Callable[[Any], dict[str, Any]], describe: Callable[[Any, dict[str, Any]], str]
+    ):
         self.path = path
+        self.run = run
+        self.describe = describe
         self.done: dict[str, dict[str, Any]] = {}
         if path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
-                    run = json.loads(line)
-                    job = Job(**{**run["job"], "data_options": tuple(map(tuple, run["job"]["data_options"]))})
-                    self.done[job.key()] = run
+                    record = json.loads(line)
+                    self.done[json.dumps(record["job"], sort_keys=True)] = record
 
-    def get(self, job: Job) -> dict[str, Any] | None:
-        return self.done.get(job.key())
+    def get(self, job: Any) -> dict[str, Any] | None:
+        return self.done.get(json.dumps(dataclasses.asdict(job), sort_keys=True))
 
-    def run_all(self, jobs: list[Job], pool: ProcessPoolExecutor) -> list[dict[str, Any]]:
+    def run_all(self, jobs: list[Any], pool: ProcessPoolExecutor) -> list[dict[str, Any]]:
         """The result of every job, running (in ``pool``) and recording those not yet in the file."""
         todo = list(dict.fromkeys(job for job in jobs if self.get(job) is None))
-        futures: dict[Future[dict[str, Any]], Job] = {pool.submit(run_job, job): job for job in todo}
+        futures = {pool.submit(self.run, job): job for job in todo}
         for future in as_completed(futures):
             job, result = futures[future], future.result()
             record = {"job": dataclasses.asdict(job), **result}
-            self.done[job.key()] = record
+            self.done[json.dumps(record["job"], sort_keys=True)] = record
             with self.path.open("a", encoding="utf-8") as file:
                 file.write(json.dumps(record) + "\n")
-            print(
-                f"{job.method:<8} β={job.beta:<7g} seed {job.seed}: val {100 * result['metrics']['val_error']:.2f}% "
-                f"test {100 * result['metrics']['test_error']:.2f}% ({result['runtime_s']:.0f} s)",
-                flush=True,
-            )
+            print(self.describe(job, result), flush=True)
         results = [self.get(job) for job in jobs]
-        assert all(r is not None for r in results)
         return [r for r in results if r is not None]
+
+
+def describe(job: Job, result: dict[str, Any]) -> str:
+    """One line per finished run."""
+    metrics = result["metrics"]
+    return (
+        f"{job.method:<8} β={job.beta:<7g} seed {job.seed}: val {100 * metrics['val_error']:.2f}% "
+        f"test {100 * metrics['test_error']:.2f}% ({result['runtime_s']:.0f} s)"
+    )
 
 
 def paired(a: list[float], b: list[float]) -> dict[str, float]:
@@ -359,7 +365,7 @@ def main() -> None:
     )
     stem = f"ib_table{'_quick' if args.quick else ''}_{args.dataset}"
     RESULTS.mkdir(exist_ok=True)
-    runs = Runs(RESULTS / f"{stem}_runs.jsonl")
+    runs = Runs(RESULTS / f"{stem}_runs.jsonl", run_job, describe)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         result = table(config, betas, seeds, epochs, pool, runs, options)
