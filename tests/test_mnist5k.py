@@ -17,6 +17,7 @@ from mireg.config import parse_config, resolve
 from mireg.data import dataset
 from mireg.data.mnist5k import csv_path
 from mireg.errors import ConfigError
+from mireg.tasks.dim_models import Encoder, image_shape
 from mireg.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,3 +106,11 @@ def test_ib_trains_on_mnist5k_end_to_end(table: np.ndarray, tmp_path: Path) -> N
     assert results["dataset"] == "mnist5k" and results["estimator"] == "mige" and results["epochs"] == 2
     assert results["metrics"]["test_error"] < 0.3
     assert json.loads((tmp_path / "results.json").read_text())["metrics"] == results["metrics"]
+
+
+def test_dim_encoder_takes_28x28_images_to_3x3_conv_maps() -> None:
+    """The DCGAN stack that configs/dim-mnist5k.toml selects: 28 -> 14 -> 7 -> 3 (4×4 kernels, stride 2, pad 1)."""
+    encoder = Encoder(image_shape(784), (4, 5, 6), fc_dim=7, y_dim=2, variant="auto")
+    features = encoder(torch.rand(3, 784))
+    assert encoder.variant == "dcgan" and encoder.conv_dim == 6 * 3 * 3
+    assert features.conv.shape == (3, 54) and features.fc.shape == (3, 7) and features.y.shape == (3, 2)
