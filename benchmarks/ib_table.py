@@ -13,7 +13,7 @@ Every run of the β grid also records its test error and an estimate of I(x; z) 
 the contrastive (InfoNCE) estimate with the encoder's own Gaussian q(z|x) as critic,
 ``mean_i[log q(z_i|x_i) − log mean_j q(z_i|x_j)]``, which cannot exceed log N (N test images).
 ``ib_table_<dataset>.png`` plots test error and this estimate against β for every method (the IB
-trade-off curve; the baseline is the β = 0 line).
+trade-off curve; the baseline is the β = 0 line), and test error against the estimate.
 
 Runs are written to ``benchmarks/results/ib_table_<dataset>_runs.jsonl`` as they finish, and a
 rerun with the same settings skips the runs already there: an interrupted table resumes.
@@ -149,10 +149,11 @@ class Runs:
     def get(self, job: Any) -> dict[str, Any] | None:
         return self.done.get(json.dumps(dataclasses.asdict(job), sort_keys=True))
 
-    def run_all(self, jobs: list[Any], pool: ProcessPoolExecutor) -> list[dict[str, Any]]:
-        """The result of every job, running (in ``pool``) and recording those not yet in the file."""
-        todo = list(dict.fromkeys(job for job in jobs if self.get(job) is None))
-        futures = {pool.submit(self.run, job): job for job in todo}
+    def run_all(self, jobs: list[Any], pool: ProcessPoolExecutor | None) -> list[dict[str, Any]]:
+        """The results of ``jobs``, running (in ``pool``) and recording those not yet in the file;
+        without a pool, only those already there."""
+        todo = list(dict.fromkeys(job for job in jobs if self.get(job) is None)) if pool is not None else []
+        futures = {pool.submit(self.run, job): job for job in todo} if pool is not None else {}
         for future in as_completed(futures):
             job, result = futures[future], future.result()
             record = {"job": dataclasses.asdict(job), **result}
@@ -173,13 +174,13 @@ def describe(job: Job, result: dict[str, Any]) -> str:
     )
 
 
-def paired(a: list[float], b: list[float]) -> dict[str, float]:
-    """Mean, sd and 95% t interval of the per-seed differences ``a − b`` (percentage points)."""
-    differences = [x - y for x, y in zip(a, b, strict=True)]
-    mean = statistics.fmean(differences)
-    if len(differences) < 2:
-        return {"mean": mean, "sd": math.nan, "low": math.nan, "high": math.nan, "n": len(differences)}
-    sd = statistics.stdev(differences)
+def paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
+    """Mean, sd and 95% t interval of the differences ``a[seed] − b[seed]`` over the seeds both hold."""
+    differences = [a[seed] - b[seed] for seed in sorted(set(a) & set(b))]
+    if len(differences) < 2:  # no spread to estimate: no interval
+        only = differences[0] if differences else None
+        return {"mean": only, "sd": None, "low": None, "high": None, "n": len(differences)}
+    mean, sd = statistics.fmean(differences), statistics.stdev(differences)
     half = T975.get(len(differences) - 1, 1.96) * sd / math.sqrt(len(differences))
     return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half, "n": len(differences)}
 
@@ -189,30 +190,42 @@ def table(
     betas: tuple[float, ...],
     seeds: list[int],
     epochs: int,
-    pool: ProcessPoolExecutor,
+    pool: ProcessPoolExecutor | None,
     runs: Runs,
     data_options: tuple[tuple[str, Any], ...] = (),
 ) -> dict[str, Any]:
-    """Tune β per method on the validation split (seed ``seeds[0]``), then train every seed with it."""
+    """Tune β per method on the validation split (seed ``seeds[0]``), then train every seed with it.
+
+    Without a pool, the table of the runs already in the file: β chosen among the grid points done
+    (``grid_done`` says how many), rows over the seeds done.
+    """
     tuned = ["mige", "vib", "mine"]
     grid = [Job(config, m, b, seeds[0], epochs, data_options) for b in betas for m in tuned]
     baseline = [Job(config, "baseline", 0.0, s, epochs, data_options) for s in seeds]
-    tuning = runs.run_all(baseline[:1] + grid + baseline[1:], pool)[1 : len(grid) + 1]
+    done = runs.run_all(baseline[:1] + grid + baseline[1:], pool)
+    tuning = [r for r in done if r["method"] != "baseline"]
     chosen: dict[str, float] = {"baseline": 0.0}
     for method in tuned:
         candidates = [r for r in tuning if r["method"] == method]
-        best = min(candidates, key=lambda r: (r["metrics"]["val_error"], r["metrics"]["val_nll"]))
-        chosen[method] = best["beta"]
-    final = runs.run_all([Job(config, m, chosen[m], s, epochs, data_options) for m in METHODS for s in seeds], pool)
-    test = {m: [100 * r["metrics"]["test_error"] for r in final if r["method"] == m] for m in METHODS}
+        if candidates:
+            best = min(candidates, key=lambda r: (r["metrics"]["val_error"], r["metrics"]["val_nll"]))
+            chosen[method] = best["beta"]
+    final_jobs = [Job(config, m, chosen[m], s, epochs, data_options) for m in METHODS if m in chosen for s in seeds]
+    final = runs.run_all(final_jobs, pool)
+    test = {m: {r["seed"]: 100 * r["metrics"]["test_error"] for r in final if r["method"] == m} for m in METHODS}
     rows = {}
     for method, (label, _, _) in METHODS.items():
         mine = [r for r in final if r["method"] == method]
+        if not mine:
+            continue
+        errors = list(test[method].values())
         rows[method] = {
             "label": label,
             "beta": chosen[method] if method != "baseline" else None,
-            "test_error_mean": statistics.fmean(test[method]),
-            "test_error_sd": statistics.stdev(test[method]) if len(seeds) > 1 else 0.0,
+            "grid_done": sum(r["method"] == method for r in tuning),
+            "seeds_done": sorted(test[method]),
+            "test_error_mean": statistics.fmean(errors),
+            "test_error_sd": statistics.stdev(errors) if len(errors) > 1 else None,
             "val_error_mean": statistics.fmean(100 * r["metrics"]["val_error"] for r in mine),
             "test_errors": test[method],
             "vs_baseline": paired(test[method], test["baseline"]),
@@ -240,62 +253,70 @@ def table(
     }
 
 
-def ordering(rows: dict[str, Any]) -> dict[str, Any]:
+def ordering(rows: dict[str, Any]) -> dict[str, Any] | None:
     """Whether the paper's ordering of mean test error holds, and which of its steps the paired
-    intervals resolve (an interval that excludes 0)."""
+    intervals resolve (an interval that excludes 0); ``None`` until every row has runs."""
+    if set(rows) != set(PAPER_ORDER):
+        return None
     steps = []
     for better, worse in itertools.pairwise(PAPER_ORDER):
         difference = paired(rows[better]["test_errors"], rows[worse]["test_errors"])
         steps.append(
             {
                 "claim": f"{better} < {worse}",
-                "mean_difference": difference["mean"],
-                "interval": [difference["low"], difference["high"]],
+                "difference": difference,
                 "holds_in_mean": difference["mean"] < 0,
-                "resolved": difference["high"] < 0 or difference["low"] > 0,
+                "resolved": difference["n"] > 1 and (difference["high"] < 0 or difference["low"] > 0),
             }
         )
     observed = sorted(rows, key=lambda m: rows[m]["test_error_mean"])
     return {"paper": list(PAPER_ORDER), "observed": observed, "holds": observed == list(PAPER_ORDER), "steps": steps}
 
 
-def interval(stat: dict[str, float]) -> str:
+def interval(stat: dict[str, Any]) -> str:
+    if stat["n"] == 0:
+        return "—"
+    if stat["n"] < 2:
+        return f"{stat['mean']:+.2f} (n = 1)"
     return f"{stat['mean']:+.2f} [{stat['low']:+.2f}, {stat['high']:+.2f}]"
 
 
 def markdown(name: str, result: dict[str, Any], paper: dict[str, float] | None) -> str:
-    seeds = len(result["seeds"])
+    seeds, grid = len(result["seeds"]), len(result["beta_grid"])
     lines = [
-        f"### {name}: misclassification rate (test, mean ± sd over {seeds} seeds, {result['epochs']} epochs)",
+        f"### {name}: misclassification rate (test, mean ± sd over seeds, {result['epochs']} epochs)",
         "",
+        f"Planned: {seeds} seeds per row, β from a grid of {grid} on seed {result['seeds'][0]}'s validation error. "
         "Paired columns: per-seed test-error difference (percentage points) with its 95% t interval.",
         "",
-        "| Model | Misclass rate | β (tuned on val) | val error | − baseline | − MIGE-IB |"
+        "| Model | Misclass rate | seeds | β (tuned on val) | grid points | val error | − baseline | − MIGE-IB |"
         + (" paper (MNIST) |" if paper else ""),
-        "|---|---|---|---|---|---|" + ("---|" if paper else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if paper else ""),
     ]
     for method, row in result["rows"].items():
         beta = "—" if row["beta"] is None else f"{row['beta']:g}"
-        cells = f"| {row['label']} | {row['test_error_mean']:.2f}% ± {row['test_error_sd']:.2f} | {beta} | "
+        sd = "—" if row["test_error_sd"] is None else f"{row['test_error_sd']:.2f}"
+        cells = f"| {row['label']} | {row['test_error_mean']:.2f}% ± {sd} | "
+        cells += f"{len(row['seeds_done'])} | {beta} | {'—' if method == 'baseline' else row['grid_done']} | "
         cells += f"{row['val_error_mean']:.2f}% | "
         cells += ("—" if method == "baseline" else interval(row["vs_baseline"])) + " | "
         cells += ("—" if method == "mige" else interval(row["vs_mige"])) + " |"
         lines.append(cells + (f" {paper[method]:.2f}% |" if paper else ""))
+    lines += ["", "CLUB-IB: no row, mireg has no CLUB estimator yet.", ""]
     order = result["ordering"]
-    lines += [
-        "",
-        "CLUB-IB: no row, mireg has no CLUB estimator yet.",
-        "",
-        "The paper's ordering (MIGE-IB < MINE-IB < VIB < baseline) "
-        + ("holds" if order["holds"] else "does not hold")
-        + " in mean test error; observed, best first: "
-        + ", ".join(order["observed"])
-        + ". Its steps, paired per seed:",
-    ]
-    for step in result["ordering"]["steps"]:
-        state = "resolved" if step["resolved"] else "not resolved (interval contains 0)"
-        low, high = step["interval"]
-        lines.append(f"- {step['claim']}: {step['mean_difference']:+.2f} [{low:+.2f}, {high:+.2f}], {state}")
+    if order is None:
+        lines.append("The paper's ordering cannot be checked yet: some rows have no runs.")
+    else:
+        lines.append(
+            "The paper's ordering (MIGE-IB < MINE-IB < VIB < baseline) "
+            + ("holds" if order["holds"] else "does not hold")
+            + " in mean test error; observed, best first: "
+            + ", ".join(order["observed"])
+            + ". Its steps, paired per seed:"
+        )
+        for step in order["steps"]:
+            state = "resolved" if step["resolved"] else "not resolved (interval contains 0 or too few seeds)"
+            lines.append(f"- {step['claim']}: {interval(step['difference'])}, {state}")
     lines += [
         "",
         f"β grid on seed {result['seeds'][0]} (val / test error %, I(x; z) estimate in nats on the test set):",
@@ -306,41 +327,62 @@ def markdown(name: str, result: dict[str, Any], paper: dict[str, float] | None) 
     for method in METHODS:
         points = {p["beta"]: p for p in result["curve"] if p["method"] == method}
         if points:
-            grid = [
+            grid_cells = [
                 f"{100 * points[b]['val_error']:.1f} / {100 * points[b]['test_error']:.1f} / "
                 f"{points[b]['information_nats']:.2f}"
+                if b in points
+                else "not run"
                 for b in result["beta_grid"]
             ]
-            lines.append(f"| {METHODS[method][0]} | " + " | ".join(grid) + " |")
+            lines.append(f"| {METHODS[method][0]} | " + " | ".join(grid_cells) + " |")
     return "\n".join(lines)
 
 
 def plot(path: Path, name: str, result: dict[str, Any]) -> None:
-    """Test error and the I(x; z) estimate against β per method, the baseline as a line."""
+    """Test error and the I(x; z) estimate against β per method (the baseline as a line), and test
+    error against the I(x; z) estimate (the information plane: where methods trade the same way,
+    their points fall on one curve whatever β each needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (error_axis, info_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, (error_axis, info_axis, plane_axis) = plt.subplots(1, 3, figsize=(15, 4.4))
+    baseline = result["rows"]["baseline"]["test_error_mean"] if "baseline" in result["rows"] else None
     for method in METHODS:
-        if method == "baseline":
-            continue
         points = sorted((p for p in result["curve"] if p["method"] == method), key=lambda p: p["beta"])
+        if method == "baseline" or not points:
+            continue
         betas = [p["beta"] for p in points]
-        error_axis.plot(betas, [100 * p["test_error"] for p in points], "o-", label=METHODS[method][0])
-        info_axis.plot(betas, [p["information_nats"] for p in points], "o-", label=METHODS[method][0])
-    baseline = result["rows"]["baseline"]
-    error_axis.axhline(baseline["test_error_mean"], color="k", ls="--", lw=1, label="Baseline (mean over seeds)")
+        label = METHODS[method][0]
+        error_axis.plot(betas, [100 * p["test_error"] for p in points], "o-", label=label)
+        info_axis.plot(betas, [p["information_nats"] for p in points], "o-", label=label)
+        plane_axis.plot(
+            [p["information_nats"] for p in points], [100 * p["test_error"] for p in points], "o-", label=label
+        )
+        for point in points:
+            plane_axis.annotate(
+                f"{point['beta']:g}", (point["information_nats"], 100 * point["test_error"]), fontsize=7
+            )
     test_size = result["test_size"]
+    if baseline is not None:
+        error_axis.axhline(baseline, color="k", ls="--", lw=1, label="Baseline (mean over seeds)")
+        plane_axis.axhline(baseline, color="k", ls="--", lw=1, label="Baseline (mean over seeds)")
     info_axis.axhline(math.log(test_size), color="k", ls=":", lw=1, label=f"log N = log {test_size}")
-    for axis, label in ((error_axis, "test error (%)"), (info_axis, "I(x; z) estimate on the test set (nats)")):
-        axis.set_xscale("log")
-        axis.set_xlabel("β")
-        axis.set_ylabel(label)
+    nats = "I(x; z) estimate on the test set (nats)"
+    for axis, x_label, y_label in (
+        (error_axis, "β", "test error (%)"),
+        (info_axis, "β", nats),
+        (plane_axis, nats + ", points labelled by β", "test error (%)"),
+    ):
+        axis.set_xlabel(x_label)
+        axis.set_ylabel(y_label)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    error_axis.set_yscale("log")
+    for axis in (error_axis, info_axis):
+        axis.set_xscale("log")
+    for axis in (error_axis, plane_axis):
+        axis.set_yscale("log")
     figure.suptitle(f"IB on {name}: the trade-off in β (seed {result['seeds'][0]}, {result['epochs']} epochs)")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -355,6 +397,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
     parser.add_argument("--betas", type=float, nargs="+", default=list(BETAS), help="the β grid")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
+    parser.add_argument("--report", action="store_true", help="run nothing: the table of the runs already done")
     parser.add_argument("--mnist-root", default="data", help="directory holding MNIST/raw (--dataset mnist)")
     args = parser.parse_args()
     config = f"configs/{CONFIGS[args.dataset]}"  # relative: the runs file's keys do not depend on the checkout
@@ -368,8 +411,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     runs = Runs(RESULTS / f"{stem}_runs.jsonl", run_job, describe)
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        result = table(config, betas, seeds, epochs, pool, runs, options)
+    if args.report:
+        result = table(config, betas, seeds, epochs, None, runs, options)
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            result = table(config, betas, seeds, epochs, pool, runs, options)
     base = load_config(ROOT / config)
     data = Selection(base.data.name, {**base.data.options, **dict(options)})
     result["test_size"] = len(resolve(dataclasses.replace(base, data=data)).dataset.load().test)
