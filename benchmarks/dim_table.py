@@ -20,6 +20,7 @@ rerun with the same settings skips them, so an interrupted table resumes.
     python benchmarks/dim_table.py --controls            # also the objectives on the other pair
     python benchmarks/dim_table.py --dataset digits --epochs 30 --probe-epochs 30
     python benchmarks/dim_table.py --quick               # smoke run: 2 epochs, 1 seed, 2 probe epochs
+    python benchmarks/dim_table.py --report              # the table of the runs done so far, running nothing
     python benchmarks/dim_table.py --dataset cifar10 --cifar-root data --epochs 20 --device cuda
 
 Writes ``benchmarks/results/dim_table_<dataset>.json`` and ``.md`` (``dim_table_quick_<dataset>.*``
@@ -164,19 +165,18 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 values = [100 * r[split][layer] for r in mine]
                 row[f"{split}_{layer}"] = {
                     "mean": statistics.fmean(values),
-                    "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                    "sd": statistics.stdev(values) if len(values) > 1 else None,
                 }
         drops = [100 * (r["test"]["conv"] - r["test"]["y"]) for r in mine]
         row["drop_conv_to_y"] = {
             "mean": statistics.fmean(drops),
-            "sd": statistics.stdev(drops) if len(drops) > 1 else 0.0,
+            "sd": statistics.stdev(drops) if len(drops) > 1 else None,
         }
-        paired_runs = [r for r in mine if r["seed"] in control]
-        if method != "untrained" and len(paired_runs) > 1:
+        if method != "untrained" and control:
             row["vs_untrained"] = {
                 layer: paired(
-                    [100 * r["test"][layer] for r in paired_runs],
-                    [100 * control[r["seed"]]["test"][layer] for r in paired_runs],
+                    {r["seed"]: 100 * r["test"][layer] for r in mine},
+                    {seed: 100 * run["test"][layer] for seed, run in control.items()},
                 )
                 for layer in LAYERS
             }
@@ -185,10 +185,12 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(dataset: str, table: dict[str, Any], settings: dict[str, Any], paper: bool) -> str:
-    def cell(stat: dict[str, float]) -> str:
-        return f"{stat['mean']:.2f} ± {stat['sd']:.2f}"
+    def cell(stat: dict[str, Any]) -> str:
+        return f"{stat['mean']:.2f} ± " + ("—" if stat["sd"] is None else f"{stat['sd']:.2f}")
 
-    def versus(stat: dict[str, float]) -> str:
+    def versus(stat: dict[str, Any]) -> str:
+        if stat["n"] < 2:
+            return "—" if stat["n"] == 0 else f"{stat['mean']:+.2f} (n = 1)"
         mark = "" if stat["low"] <= 0 <= stat["high"] else "*"
         return f"{stat['mean']:+.2f} [{stat['low']:+.2f}, {stat['high']:+.2f}]{mark}"
 
@@ -227,6 +229,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="encoder epochs (default: the config's)")
     parser.add_argument("--probe-epochs", type=int, default=None, help="default: the config's [eval] epochs")
     parser.add_argument("--workers", type=int, default=2, help="parallel runs, one torch thread each")
+    parser.add_argument("--report", action="store_true", help="run nothing: the table of the runs already done")
     parser.add_argument("--cifar-root", default="data", help="where torchvision's cifar-10-batches-py is")
     parser.add_argument("--device", default="cpu", help="device of the runs")
     args = parser.parse_args()
@@ -244,8 +247,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     runs = Runs(RESULTS / f"{stem}_runs.jsonl", run_job, describe)
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers if args.device == "cpu" else 1) as pool:
-        finished = runs.run_all(jobs, pool)
+    if args.report:
+        finished = runs.run_all(jobs, None)
+    else:
+        with ProcessPoolExecutor(max_workers=args.workers if args.device == "cpu" else 1) as pool:
+            finished = runs.run_all(jobs, pool)
     settings = {"seeds": seeds, "epochs": epochs, "probe_epochs": probe_epochs, "config": config}
     table = summarise(finished)
     results = {

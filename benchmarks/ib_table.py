@@ -20,6 +20,7 @@ rerun with the same settings skips the runs already there: an interrupted table 
 
     python benchmarks/ib_table.py                      # mnist5k: 5-value β grid, 5 seeds, config's epochs
     python benchmarks/ib_table.py --quick              # smoke run: 2 epochs, β 1e-3, 2 seeds (ib_table_quick_*)
+    python benchmarks/ib_table.py --report             # the table of the runs done so far, running nothing
     python benchmarks/ib_table.py --dataset digits     # scikit-learn's 8×8 digits (configs/ib-digits.toml)
     python benchmarks/ib_table.py --dataset mnist --mnist-root data --epochs 20   # full MNIST, files present
 
