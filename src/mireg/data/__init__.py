@@ -1,4 +1,4 @@
-"""Datasets by name: ``digits``, ``mnist``, ``cifar10``, ``cifar100``, ``synthetic`` (see :func:`dataset`)."""
+"""Datasets by name: ``digits``, ``mnist``, ``mnist5k``, ``cifar10``, ``cifar100``, ``synthetic`` (:func:`dataset`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from mireg.data.base import Dataset, Split, Splits, epoch_order, steps_per_epoch
 from mireg.data.cifar import CIFAR10, CIFAR100
 from mireg.data.digits import Digits
 from mireg.data.mnist import MNIST
+from mireg.data.mnist5k import MNIST5k
 from mireg.data.synthetic import Synthetic
 from mireg.errors import ConfigError
 from mireg.options import validate_options
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 #: Dataset classes by ``[data] name``.
-DATASETS: dict[str, type[Dataset]] = {cls.name: cls for cls in (Digits, MNIST, CIFAR10, CIFAR100, Synthetic)}
+DATASETS: dict[str, type[Dataset]] = {cls.name: cls for cls in (Digits, MNIST, MNIST5k, CIFAR10, CIFAR100, Synthetic)}
 
 
 def dataset(name: str, options: Mapping[str, Any] | None = None, *, where: str = "data.options.") -> Dataset:

@@ -8,8 +8,8 @@ three nested representations, each evaluated by a probe classifier:
 * ``y``: the final linear layer, the representation Y (64 units for CIFAR).
 
 Two conv stacks: ``dcgan`` (three 4×4 stride-2 convolutions, 32×32 -> 4×4) for CIFAR-sized
-inputs, and ``small`` (a 3×3 stride-1 convolution then two 4×4 stride-2 ones, 8×8 -> 2×2) for the
-8×8 digits, where three halvings would leave a single pixel.
+inputs and 28×28 MNIST (28 -> 14 -> 7 -> 3), and ``small`` (a 3×3 stride-1 convolution then two
+4×4 stride-2 ones, 8×8 -> 2×2) for the 8×8 digits, where three halvings would leave a single pixel.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def image_shape(input_dim: int) -> tuple[int, int, int]:
 class Features(NamedTuple):
     """The encoder's three representations of a batch of B images."""
 
-    conv: Tensor  #: ``[B, channels[-1] · h · w]`` flattened conv features (h = w = 4 for 32×32 inputs)
+    conv: Tensor  #: ``[B, channels[-1] · h · w]`` flattened conv features (h = w = 4 for 32×32 inputs, 3 for 28×28)
     fc: Tensor  #: ``[B, fc_dim]``
     y: Tensor  #: ``[B, y_dim]``, the representation Y
 
