@@ -30,7 +30,6 @@ with --quick).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import statistics
@@ -40,12 +39,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from ib_table import Runs, paired
 
 from mireg.config import Resolved, Selection, load_config, resolve
-from mireg.registry import default_registry
-from mireg.tasks.dim import DIM, LAYERS
+from mireg.tasks.dim import LAYERS
 from mireg.training import Trainer, resolve_device
 from mireg.training.trainer import seed_everything
 
@@ -81,7 +80,7 @@ PAPER_CIFAR10 = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class Job:
     """One training run of the table (its fields are the key of the runs file)."""
 
@@ -101,7 +100,7 @@ def run_job(job: Job) -> dict[str, Any]:
     started = time.perf_counter()
     _, estimator, task_options = ALL[job.method]
     base = load_config(ROOT / job.config)
-    config = dataclasses.replace(
+    config = attrs.evolve(
         base,
         task=Selection("dim", {**base.task.options, **task_options}),
         estimator=estimator or base.estimator,
@@ -110,16 +109,13 @@ def run_job(job: Job) -> dict[str, Any]:
     ).with_train(epochs=job.epochs, seed=job.seed, device=job.device, threads=1, validate_every=job.epochs)
     resolved = resolve(config)
     if job.method == "untrained":
-        probes = untrained_probes(resolved)
-        test = {layer: probes[layer].test for layer in LAYERS}
-        val = {layer: probes[layer].val for layer in LAYERS}
-        chosen = {layer: probes[layer].epoch for layer in LAYERS}
+        metrics = untrained_probes(resolved)
     else:
         with tempfile.TemporaryDirectory() as out:
             metrics = Trainer(resolved, out, progress=False).run()["metrics"]
-        test = {layer: metrics[f"test_acc_{layer}"] for layer in LAYERS}
-        val = {layer: metrics[f"val_acc_{layer}"] for layer in LAYERS}
-        chosen = {layer: int(metrics[f"probe_epoch_{layer}"]) for layer in LAYERS}
+    test = {layer: metrics[f"test_acc_{layer}"] for layer in LAYERS}
+    val = {layer: metrics[f"val_acc_{layer}"] for layer in LAYERS}
+    chosen = {layer: int(metrics[f"probe_epoch_{layer}"]) for layer in LAYERS}
     return {
         "method": job.method,
         "seed": job.seed,
@@ -136,18 +132,17 @@ def describe(job: Job, run: dict[str, Any]) -> str:
     return f"{job.method:<11} seed {job.seed}: test {accuracies} ({run['runtime_s']:.0f} s)"
 
 
-def untrained_probes(resolved: Resolved) -> dict[str, Any]:
-    """Probe results of the freshly initialised encoder (the control row)."""
+def untrained_probes(resolved: Resolved) -> dict[str, float]:
+    """Probe metrics (``{val,test}_acc_<layer>``, ``probe_epoch_<layer>``) of the freshly initialised
+    encoder (the control row)."""
     device = resolve_device(resolved.train.device)
     seed_everything(resolved.train.seed)
     data = resolved.dataset.load().to(device, torch.float32)
-    assert resolved.config.estimator is not None
-    mi = default_registry().create("mi_gradient", resolved.config.estimator.name, resolved.config.estimator.options)
+    assert resolved.estimator is not None
     task = resolved.task
-    assert isinstance(task, DIM)
-    network = task.build(data, resolved.model, mi, device=device, dtype=torch.float32)
+    network = task.build(data, resolved.model, resolved.estimator.build(), device=device, dtype=torch.float32)
     network.eval()
-    return task.probes(network, data, resolved.eval)
+    return task.evaluate(network, data, ("val", "test"), resolved.eval)
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:

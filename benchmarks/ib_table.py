@@ -31,7 +31,6 @@ The paper (permutation-invariant MNIST): baseline 1.38%, DVB 1.13%, MINE-IB 1.11
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import math
@@ -44,6 +43,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from mireg.config import Selection, load_config, resolve
@@ -70,7 +70,7 @@ CONFIGS = {"mnist5k": "ib-mnist5k.toml", "digits": "ib-digits.toml", "mnist": "i
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class Job:
     """One training run of the table (its fields are the key of the runs file)."""
 
@@ -105,7 +105,7 @@ def run_job(job: Job) -> dict[str, Any]:
     torch.set_num_threads(1)
     base = load_config(ROOT / job.config)
     _, method, estimator = METHODS[job.method]
-    config = dataclasses.replace(
+    config = attrs.evolve(
         base,
         task=Selection("ib", {"method": method, "beta": job.beta}),
         estimator=estimator,
@@ -123,7 +123,7 @@ def run_job(job: Job) -> dict[str, Any]:
             network.eval()
             information = contrastive_information(network, data, job.seed)
     return {
-        **dataclasses.asdict(job),
+        **attrs.asdict(job),
         "metrics": results["metrics"],
         "information_nats": information,
         "runtime_s": results["runtime_s"],
@@ -148,7 +148,7 @@ class Runs:
                     self.done[json.dumps(record["job"], sort_keys=True)] = record
 
     def get(self, job: Any) -> dict[str, Any] | None:
-        return self.done.get(json.dumps(dataclasses.asdict(job), sort_keys=True))
+        return self.done.get(json.dumps(attrs.asdict(job), sort_keys=True))
 
     def run_all(self, jobs: list[Any], pool: ProcessPoolExecutor | None) -> list[dict[str, Any]]:
         """The results of ``jobs``, running (in ``pool``) and recording those not yet in the file;
@@ -157,7 +157,7 @@ class Runs:
         futures = {pool.submit(self.run, job): job for job in todo} if pool is not None else {}
         for future in as_completed(futures):
             job, result = futures[future], future.result()
-            record = {"job": dataclasses.asdict(job), **result}
+            record = {"job": attrs.asdict(job), **result}
             self.done[json.dumps(record["job"], sort_keys=True)] = record
             with self.path.open("a", encoding="utf-8") as file:
                 file.write(json.dumps(record) + "\n")
@@ -419,7 +419,7 @@ def main() -> None:
             result = table(config, betas, seeds, epochs, pool, runs, options)
     base = load_config(ROOT / config)
     data = Selection(base.data.name, {**base.data.options, **dict(options)})
-    result["test_size"] = len(resolve(dataclasses.replace(base, data=data)).dataset.load().test)
+    result["test_size"] = len(resolve(attrs.evolve(base, data=data)).dataset.load().test)
     report = {"machine": platform.machine(), "torch": torch.__version__, "threads_per_run": 1, **result}
     report["runtime_s_this_invocation"] = time.perf_counter() - started
     report["runtime_s_all_runs"] = sum(r["runtime_s"] for r in runs.done.values())
