@@ -258,7 +258,6 @@ def test_cli_reads_npz_and_reports_errors_in_one_line(tmp_path: Path, capsys: py
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y[:600])
     cases = [
-        (["data.npz", "--batch-size", "1"], "batch_size"),
         (["wrong.npz"], r"has no array\(s\) \['x'\]; it holds \['a', 'y'\]"),
         (["x.npy", "y.npy"], "same number of rows"),
         (["x.npy"], "must be an .npz archive"),
