@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from torch import Tensor
 from torch.nn import functional
 
-from mireg.critics import Activation, CriticEstimator, CriticKind, log_mean_exp
+from mireg.critic_options import ConcatCriticEstimator
+from mireg.critics import log_mean_exp
+from mireg.options import Range, check_options
 
 
-class SMILE(CriticEstimator):
+class SMILE(ConcatCriticEstimator):
     """SMILE: clipped Donsker–Varadhan value of a critic trained by the Jensen–Shannon objective.
 
     With critic scores ``T [B, B]`` (``T[i, j] = T(x_i, z_j)``), joint pairs on the diagonal and the
@@ -27,14 +31,7 @@ class SMILE(CriticEstimator):
 
     Options:
       tau: clip exp(T) of the negative pairs to [e^-tau, e^tau]; None: no clipping (the DV value)
-      critic: "concat" (MLP on [x, z], default) or "separable" (f(x)ᵀg(z), one matmul for all pairs)
-      hidden: width of the critic's hidden layers
-      layers: number of hidden layers of the critic's MLPs
-      embed_dim: output width of f and g (separable critic only)
-      activation: hidden activation: relu, elu, gelu, silu, tanh or leaky_relu
-      x_dim: flattened width of x, to build the critic eagerly (None: inferred at the first call)
-      z_dim: flattened width of z, to build the critic eagerly (None: inferred at the first call)
-      negatives: negative pairs per row, (x_i, z_(i+s) mod B) for s = 1..K; None: all B - 1 (default)
+      critic_options: the critic options of :class:`~mireg.critic_options.ConcatCriticEstimator`
     """
 
     name = "smile"
@@ -42,31 +39,9 @@ class SMILE(CriticEstimator):
         "Song & Ermon, Understanding the Limitations of Variational Mutual Information Estimators, ICLR 2020",
     )
 
-    def __init__(
-        self,
-        *,
-        tau: float | None = 5.0,
-        critic: CriticKind = "concat",
-        hidden: int = 128,
-        layers: int = 1,
-        embed_dim: int = 32,
-        activation: Activation = "relu",
-        x_dim: int | None = None,
-        z_dim: int | None = None,
-        negatives: int | None = None,
-    ) -> None:
-        if tau is not None and not tau > 0:
-            raise ValueError(f"tau must be > 0 (clip exp(T) to [e^-tau, e^tau]) or None (no clipping), got {tau}")
-        super().__init__(
-            critic=critic,
-            hidden=hidden,
-            layers=layers,
-            embed_dim=embed_dim,
-            activation=activation,
-            x_dim=x_dim,
-            z_dim=z_dim,
-            negatives=negatives,
-        )
+    def __init__(self, *, tau: Annotated[float, Range(0, low_open=True)] | None = 5.0, **critic_options: Any) -> None:
+        check_options(SMILE, locals())  # tau None: no clipping
+        super().__init__(**critic_options)
         self.tau = tau
 
     def bound(self, joint: Tensor, negative: Tensor) -> Tensor:
