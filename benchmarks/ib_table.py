@@ -134,7 +134,7 @@ def run_job(job: Job) -> dict[str, Any]:
 
 class Runs:
     """A runs file: one JSON line per finished run (``{"job": fields, ...result}``), appended as runs
-    finish, so that a rerun skips what is done. Jobs are frozen dataclasses; their fields are the key."""
+    finish, so that a rerun skips what is done. Jobs are frozen attrs records; their fields are the key."""
 
     def __init__(
         self, path: Path, run: Callable[[Any], dict[str, Any]], describe: Callable[[Any, dict[str, Any]], str]

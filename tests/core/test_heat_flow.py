@@ -1,6 +1,6 @@
 """Heat-flow MI values against closed forms, with the fitted-Gaussian score and a kernel-density score.
 
-The toy (DESIGN.md §2): x, ε ~ N(0, I_d), y = ρx + sqrt(1−ρ²)ε, I = −(d/2) log(1−ρ²). With a score
+The toy (docs/math.md): x, ε ~ N(0, I_d), y = ρx + sqrt(1−ρ²)ε, I = −(d/2) log(1−ρ²). With a score
 that depends on the batch only through its sample covariance (the fitted Gaussian) the data and the
 control batch give the same integrand, so the estimate is the bias-corrected Gaussian plug-in exactly.
 """

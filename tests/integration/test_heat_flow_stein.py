@@ -1,6 +1,6 @@
 """Heat-flow MI with the Stein estimator (plugin) against the closed form, at the batch MIGE trains with.
 
-The toy (DESIGN.md §2): x, ε ~ N(0, I_d), y = ρx + sqrt(1−ρ²)ε, I = −(d/2) log(1−ρ²); the warped toy
+The toy (docs/math.md): x, ε ~ N(0, I_d), y = ρx + sqrt(1−ρ²)ε, I = −(d/2) log(1−ρ²); the warped toy
 maps every coordinate by t ↦ t + 0.4t³, which keeps I and makes the joint non-Gaussian. Float32
 batches of M = 512, seeds 0-2, default grid.
 """
