@@ -23,7 +23,7 @@ from mireg.errors import (
     OutputError,
     UnknownEstimatorError,
 )
-from mireg.estimate_cli import add_estimate_parser
+from mireg.estimate_cli import add_estimate_parser, run_estimate
 from mireg.options import option_specs
 from mireg.registry import _version, default_registry
 from mireg.text import did_you_mean
@@ -231,8 +231,6 @@ def _run(args: argparse.Namespace) -> int:
 
 @command("estimate")
 def _estimate(args: argparse.Namespace) -> int:
-    from mireg.estimate_cli import run_estimate
-
     return run_estimate(args)
 
 

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from mireg.errors import NonFiniteError
 from mireg.estimators import MIGradientEstimator
+from mireg.registry import default_registry
 
 #: Columns with at most this many distinct values look discrete (a warning says why that misleads).
 DISCRETE_VALUES = 10
@@ -292,8 +293,6 @@ def estimate_mi(
             or 2, an estimator without a value (MIGE), or bad settings.
         UnknownEstimatorError, OptionError: an unknown estimator name or option.
     """
-    from mireg.registry import default_registry
-
     start = time.perf_counter()
     a, b = _as_matrix(x, "x"), _as_matrix(y, "y")
     if a.shape[0] != b.shape[0]:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mireg.errors import MiregError
+from mireg.estimate import estimate_mi
 
 
 def add_estimate_parser(sub: Any) -> None:
@@ -72,8 +73,6 @@ def load_pair(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def run_estimate(args: argparse.Namespace) -> int:
     """Run ``mireg estimate``; user mistakes print one error line and return 2."""
-    from mireg.estimate import estimate_mi
-
     try:
         x, y = load_pair(args.data)
         result = estimate_mi(
