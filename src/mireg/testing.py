@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -53,6 +54,7 @@ __all__ = [
     "relative_rmse",
     "sample_with_score",
     "seeded_sample_with_score",
+    "toy_gradient_ratio",
     "train_mi_estimator",
 ]
 
@@ -307,6 +309,18 @@ def correlated_gaussian_mi(dim: int, rho: float) -> float:
 def correlated_gaussian_mi_grad(dim: int, rho: float) -> float:
     """dI/dρ = ρ d / (1 − ρ²) of :func:`correlated_gaussians`."""
     return rho * dim / (1 - rho * rho)
+
+
+def toy_gradient_ratio(mi: Callable[[Tensor, Tensor], Tensor], dim: int, rho: float, m: int, seeds: int = 10) -> float:
+    """Mean over ``seeds`` batches of ``m`` rows of the dI/dρ that ``mi(x, y).backward()`` puts into ρ,
+    divided by the truth :func:`correlated_gaussian_mi_grad` (1 is exact); the toy is
+    :func:`correlated_gaussians` with batch ``seed`` drawn from a generator seeded ``seed``."""
+    grads = []
+    for seed in range(seeds):
+        r = torch.tensor(rho, requires_grad=True)
+        mi(*correlated_gaussians(m, dim, r, torch.Generator().manual_seed(seed))).backward()
+        grads.append(float(r.grad))  # type: ignore[arg-type]
+    return sum(grads) / len(grads) / correlated_gaussian_mi_grad(dim, rho)
 
 
 def correlated_gaussian_log_ratio(x: Tensor, y: Tensor, rho: float) -> Tensor:

@@ -11,16 +11,7 @@ import pytest
 import torch
 
 import mireg
-from mireg.testing import FittedGaussianScore, correlated_gaussian_mi_grad, correlated_gaussians
-
-
-def mean_ratio(mi: torch.nn.Module, d: int, rho: float, m: int, seeds: int = 10) -> float:
-    grads = []
-    for seed in range(seeds):
-        r = torch.tensor(rho, requires_grad=True)
-        mi(*correlated_gaussians(m, d, r, torch.Generator().manual_seed(seed))).backward()
-        grads.append(float(r.grad))
-    return sum(grads) / len(grads) / correlated_gaussian_mi_grad(d, rho)
+from mireg.testing import FittedGaussianScore, correlated_gaussian_mi_grad, correlated_gaussians, toy_gradient_ratio
 
 
 # Measured ratios (benchmarks/toy_gradient.py, same seeds): 0.990-1.022 at every listed setting
@@ -30,7 +21,7 @@ def mean_ratio(mi: torch.nn.Module, d: int, rho: float, m: int, seeds: int = 10)
 @pytest.mark.parametrize("d", [5, 20])
 def test_default_mige_meets_the_accuracy_targets(d: int, m: int, tolerance: float, rho: float) -> None:
     mi = mireg.mi_gradient_estimator("mige")
-    assert abs(mean_ratio(mi, d, rho, m) - 1) < tolerance
+    assert abs(toy_gradient_ratio(mi, d, rho, m) - 1) < tolerance
 
 
 def test_the_paper_setting_collapses_at_high_correlation() -> None:
@@ -41,8 +32,8 @@ def test_the_paper_setting_collapses_at_high_correlation() -> None:
         calibrate="none",
         score_options={"threshold": 0.99, "eta": 0.0, "bandwidth_multiplier": 1.0, "eigensolver": "eigh"},
     )
-    assert mean_ratio(paper, 20, 0.99, 512, seeds=3) < 0.3
-    assert abs(mean_ratio(paper, 20, 0.5, 512, seeds=3) - 1) < 0.1  # fine at moderate correlation
+    assert toy_gradient_ratio(paper, 20, 0.99, 512, seeds=3) < 0.3
+    assert abs(toy_gradient_ratio(paper, 20, 0.5, 512, seeds=3) - 1) < 0.1  # fine at moderate correlation
 
 
 @pytest.mark.parametrize(("score", "warmup", "tolerance"), [("stein", 0, 0.10), ("ssm", 200, 0.15)])
@@ -53,7 +44,7 @@ def test_mige_works_with_every_score_estimator(score: str, warmup: int, toleranc
     for call in range(warmup):
         x, y = correlated_gaussians(512, 5, 0.5, torch.Generator().manual_seed(10_000 + call))
         mi(x, y.requires_grad_())
-    assert abs(mean_ratio(mi, 5, 0.5, 512) - 1) < tolerance
+    assert abs(toy_gradient_ratio(mi, 5, 0.5, 512) - 1) < tolerance
 
 
 def test_projected_mige_follows_the_closed_form_gradient_of_the_projected_mi() -> None:
