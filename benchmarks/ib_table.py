@@ -92,11 +92,14 @@ def contrastive_information(network: IBNetwork, data: Splits, seed: int) -> floa
     the information z keeps about which test image it came from, at most log N.
     """
     generator = torch.Generator().manual_seed(seed)
-    mean, log_var = network.encode(data.test.x)  # [N, K] each
-    z = mean + (0.5 * log_var).exp() * torch.randn(mean.shape, generator=generator)
+    mean, log_var = (t.double() for t in network.encode(data.test.x))  # [N, K] each
+    noise = torch.randn(mean.shape, generator=generator, dtype=torch.float64)
+    z = mean + (0.5 * log_var).exp() * noise
     precision = (-log_var).exp()  # [N, K]
-    # log q(z_i | x_j) up to the constant −K/2·log 2π, which cancels: [N, N]
-    quadratic = (z**2) @ precision.T - 2 * z @ (mean * precision).T + (mean**2 * precision).sum(-1)
+    # log q(z_i | x_j) up to the constant −K/2·log 2π, which cancels: [N, N]. The expanded square
+    # cancels catastrophically when σ is tiny, so it is clamped at 0 and the diagonal is exact (‖ε_i‖²).
+    quadratic = ((z**2) @ precision.T - 2 * z @ (mean * precision).T + (mean**2 * precision).sum(-1)).clamp(min=0)
+    quadratic.diagonal().copy_(noise.pow(2).sum(-1))
     log_q = -0.5 * (quadratic + log_var.sum(-1))
     rows = torch.arange(len(z))
     return float((log_q[rows, rows] - log_q.logsumexp(dim=1) + math.log(len(z))).mean())

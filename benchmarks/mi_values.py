@@ -1,6 +1,7 @@
-"""MI values against the closed form: heat-flow MI (mireg.heat_flow) beside the Gaussian plug-in.
+"""MI values against the closed form, side by side on the same finite data sets.
 
-Problems, each at M = 512 rows and ``--seeds`` seeds (the same samples for every estimator):
+Problems: a data set of ``--n`` rows (default 5,000) per problem and seed (``--seeds``, default 3),
+the same rows for every estimator:
 
 * correlated Gaussians x, ε ~ N(0, I_d), y = ρ x + sqrt(1 − ρ²) ε, I = −(d/2) log(1 − ρ²), for
   d ∈ {1, 5, 20} and ρ ∈ {0, 0.5, 0.9, 0.99} (up to 39.2 nats; ρ = 0 is independence, I = 0,
@@ -10,21 +11,31 @@ Problems, each at M = 512 rows and ``--seeds`` seeds (the same samples for every
 
 Estimators (``ESTIMATORS``; a new column is one more entry, a function of (x, y, seed) -> nats):
 
-* ``heat-flow stein 1x`` / ``stein 2x``: :func:`mireg.heat_flow.heat_flow_mi` with the Stein
-  estimator (eta 0.1) at 1× / 2× the median bandwidth;
-* ``heat-flow stein 2x ranks``: stein 2x on per-coordinate normal scores (``ranks=True``);
-* ``heat-flow mige``: the value ``MIGE.estimate`` returns with MIGE's default score (SSGE with
-  TUNED_SCORE_OPTIONS);
-* ``gaussian plug-in``: ½ log det ratio of the sample covariances minus its exact Wishart bias
-  (:func:`mireg.heat_flow.gaussian_plugin_mi`), exact in the mean on the Gaussians.
+* ``mige``: ``mireg.estimate_mi(x, y, "mige")``, the heat-flow value of ``MIGE.estimate`` with its
+  default value score (Stein), averaged over batches of ``--m`` rows (default 512) of all rows;
+* ``mige, ssge values``: the same with ``value_score=None`` (MIGE's own SSGE score estimator);
+* ``infonce``, ``mine``: ``mireg.estimate_mi`` with its measured defaults (trained on 60% of the
+  rows with early stopping on 20%, valued on the held-out 20%);
+* ``gaussian plug-in``: ½ log det ratio of the sample covariances of all rows minus its exact
+  Wishart bias (:func:`mireg.heat_flow.gaussian_plugin_mi`), exact in the mean on the Gaussians;
+* ``bmi ksg``, ``bmi cca``: benchmark-mi's KSG and CCA on the same rows, read from
+  ``results/bmi_baselines.json``. They run in benchmark-mi's environment (``bmi_tasks.py``): this
+  script writes every data set to ``benchmarks/.bmi-samples/`` as task ``mireg-<problem>-<d>-<ρ>``
+  (``--export`` writes them and stops), then::
+
+      benchmarks/.bmi-venv/bin/python benchmarks/bmi_tasks.py --stage baselines --estimators ksg,cca \
+          --tasks $(python benchmarks/mi_values.py --list-tasks)
+
+benchmark-mi's own tasks (student, spiral, swiss roll, …) with MIGE beside benchmark-mi's MINE,
+InfoNCE, NWJ, KSG and CCA are ``bmi_suite.py --estimators mige`` (results/bmi_suite.md).
 
 Seconds per estimate are the mean wall time of each call (one torch thread). ``--timing`` adds
-the d = 5 + 5, M = 512 Gaussian (ρ = 0.9) timed alone: ``--timing`` rounds, estimators
-interleaved within each round, median and spread of the rounds, as wall time and as the process's
-CPU time (on a shared machine the wall time includes waiting for a core). Samples are float32.
+one ``MIGE.estimate`` of a d = 5 + 5, M = 512 Gaussian batch (ρ = 0.9) beside the plug-in: ``--timing``
+rounds, interleaved, median and spread of the rounds, as wall time and as the process's CPU time
+(on a shared machine the wall time includes waiting for a core). Samples are float32.
 
     nice -n 10 python benchmarks/mi_values.py           # writes benchmarks/results/mi_values.{json,md,png}
-    nice -n 10 python benchmarks/mi_values.py --quick   # d = 5 only, 1 seed, heat-flow stein 1x and plug-in
+    nice -n 10 python benchmarks/mi_values.py --quick   # d = 5 only, 1 seed, mige and plug-in
 """
 
 from __future__ import annotations
@@ -40,15 +51,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from bmi_tasks import RESULTS as BMI_BASELINES
+from bmi_tasks import sample_path
 from torch import Tensor
 
 import mireg
-from mireg.heat_flow import gaussian_plugin_mi, heat_flow_mi
+from mireg.estimate import TRAINING_DEFAULTS
+from mireg.heat_flow import gaussian_plugin_mi
 from mireg.testing import correlated_gaussian_mi, correlated_gaussians
 
 RESULTS = Path(__file__).parent / "results"
-Estimator = Callable[[Tensor, Tensor, int], float]
+#: (x, y, seed, task id) -> nats
+Estimator = Callable[[Tensor, Tensor, int, str], float]
 
 
 def warp(t: Tensor) -> Tensor:
@@ -56,63 +72,87 @@ def warp(t: Tensor) -> Tensor:
     return t + 0.4 * t**3
 
 
-def heat_flow(score: str, grid: dict[str, Any], *, ranks: bool = False, **options: float) -> Estimator:
-    estimator = mireg.score_estimator(score, **options)
+def estimate_mi_value(name: str, m: int, **options: Any) -> Estimator:
+    """``mireg.estimate_mi`` with ``name`` (batches of ``m`` rows for MIGE, measured defaults otherwise)."""
 
-    def run(x: Tensor, y: Tensor, seed: int) -> float:
-        generator = torch.Generator().manual_seed(seed)
-        return float(heat_flow_mi(x, y, estimator, generator=generator, ranks=ranks, **grid))
+    def run(x: Tensor, y: Tensor, seed: int, task: str) -> float:
+        batch = {"batch_size": m} if name == "mige" else {}
+        return mireg.estimate_mi(x, y, name, options=options or None, seed=seed, **batch).value
 
     return run
 
 
-def mige_value(x: Tensor, y: Tensor, seed: int) -> float:
-    value = mireg.mi_gradient_estimator("mige", seed=seed).estimate(x, y)
-    assert value is not None  # MIGE returns a value
-    return float(value)
+def plugin(x: Tensor, y: Tensor, seed: int, task: str) -> float:
+    return float(gaussian_plugin_mi(x.double(), y.double()))
 
 
-def plugin(x: Tensor, y: Tensor, seed: int) -> float:
-    return float(gaussian_plugin_mi(x, y))
+def bmi_baseline(name: str) -> Estimator:
+    """benchmark-mi's ``name`` on the exported rows, from ``bmi_baselines.json`` (NaN until it has run)."""
+
+    def run(x: Tensor, y: Tensor, seed: int, task: str) -> float:
+        rows = json.loads(BMI_BASELINES.read_text())["rows"] if BMI_BASELINES.exists() else []
+        found = [r["estimate"] for r in rows if (r["task"], r["seed"], r["estimator"]) == (task, seed, name)]
+        return found[0] if found else math.nan
+
+    return run
 
 
-def estimators(grid: dict[str, Any]) -> dict[str, Estimator]:
+def estimators(m: int) -> dict[str, Estimator]:
     return {
-        "heat-flow stein 1x": heat_flow("stein", grid, bandwidth_multiplier=1.0),
-        "heat-flow stein 2x": heat_flow("stein", grid, bandwidth_multiplier=2.0),
-        "heat-flow stein 2x ranks": heat_flow("stein", grid, ranks=True, bandwidth_multiplier=2.0),
-        "heat-flow mige": mige_value,
+        "mige": estimate_mi_value("mige", m),
+        "mige, ssge values": estimate_mi_value("mige", m, value_score=None),
+        "infonce": estimate_mi_value("infonce", m),
+        "mine": estimate_mi_value("mine", m),
         "gaussian plug-in": plugin,
+        "bmi ksg": bmi_baseline("ksg"),
+        "bmi cca": bmi_baseline("cca"),
     }
 
 
-def sample(kind: str, m: int, d: int, rho: float, seed: int) -> tuple[Tensor, Tensor]:
+def task_id(kind: str, d: int, rho: float) -> str:
+    return f"mireg-{kind}-{d}-{rho}"
+
+
+def sample(kind: str, n: int, d: int, rho: float, seed: int) -> tuple[Tensor, Tensor]:
     """Float64 draws (warped in float64), cast to float32, the dtype estimators are trained in."""
-    x, y = correlated_gaussians(m, d, rho, torch.Generator().manual_seed(seed), dtype=torch.float64)
+    x, y = correlated_gaussians(n, d, rho, torch.Generator().manual_seed(seed), dtype=torch.float64)
     x, y = (warp(x), warp(y)) if kind == "warped" else (x, y)
     return x.float(), y.float()
 
 
-def run_problem(kind: str, d: int, rho: float, m: int, seeds: int, chosen: dict[str, Estimator]) -> list[dict]:
+def export(kind: str, d: int, rho: float, n: int, seed: int) -> None:
+    """The data set as benchmark-mi's ``bmi_tasks.py`` reads it (float64 of the float32 rows)."""
+    x, y = sample(kind, n, d, rho, seed)
+    path = sample_path(task_id(kind, d, rho), seed)
+    path.parent.mkdir(exist_ok=True)
+    tid = task_id(kind, d, rho)
+    np.savez(
+        path, x=x.double().numpy(), y=y.double().numpy(), mi_true=correlated_gaussian_mi(d, rho), task=tid, seed=seed
+    )
+
+
+def run_problem(kind: str, d: int, rho: float, n: int, seeds: int, chosen: dict[str, Estimator]) -> list[dict]:
     """One row per estimator: the mean (and spread) over seeds and seconds per estimate."""
     truth = correlated_gaussian_mi(d, rho)
     values: dict[str, list[float]] = {name: [] for name in chosen}
     seconds: dict[str, list[float]] = {name: [] for name in chosen}
     for seed in range(seeds):
-        x, y = sample(kind, m, d, rho, seed)
+        x, y = sample(kind, n, d, rho, seed)
         for name, estimate in chosen.items():
             start = time.perf_counter()
-            values[name].append(estimate(x, y, seed))
+            values[name].append(estimate(x, y, seed, task_id(kind, d, rho)))
             seconds[name].append(time.perf_counter() - start)
     rows = []
     for name in chosen:
+        if any(math.isnan(v) for v in values[name]):  # benchmark-mi's rows for these data sets are not there yet
+            continue
         mean = statistics.fmean(values[name])
         rows.append(
             {
                 "problem": kind,
                 "d": d,
                 "rho": rho,
-                "m": m,
+                "n": n,
                 "estimator": name,
                 "truth": truth,
                 "values": values[name],
@@ -126,14 +166,19 @@ def run_problem(kind: str, d: int, rho: float, m: int, seeds: int, chosen: dict[
     return rows
 
 
-def timing(chosen: dict[str, Estimator], rounds: int) -> dict[str, dict[str, float]]:
-    """Seconds per estimate at M = 512, d = 5 + 5 (ρ = 0.9), interleaved: median, min, max of wall and CPU time."""
+def timing(rounds: int) -> dict[str, dict[str, float]]:
+    """Seconds per value of one M = 512, d = 5 + 5 batch (ρ = 0.9), interleaved: median, min, max of wall and CPU time."""
     x, y = sample("gaussian", 512, 5, 0.9, 0)
-    times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in chosen}
-    for r in range(rounds):
-        for name, estimate in chosen.items():
+    calls: dict[str, Callable[[], object]] = {
+        "MIGE.estimate": lambda: mireg.mi_gradient_estimator("mige").estimate(x, y),
+        "MIGE.estimate, ssge values": lambda: mireg.mi_gradient_estimator("mige", value_score=None).estimate(x, y),
+        "gaussian plug-in": lambda: gaussian_plugin_mi(x, y),
+    }
+    times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
             wall, cpu = time.perf_counter(), time.process_time()
-            estimate(x, y, r)
+            call()
             times[name]["wall"].append(time.perf_counter() - wall)
             times[name]["cpu"].append(time.process_time() - cpu)
     return {
@@ -166,8 +211,11 @@ def relative(row: dict) -> str:
     return f"{100 * row['relative_error']:+.1f}%"
 
 
-def markdown(rows: list[dict], summaries: dict, timings: dict | None) -> str:
+def markdown(rows: list[dict], summaries: dict, timings: dict | None, args: argparse.Namespace) -> str:
     lines = [
+        f"`python benchmarks/mi_values.py`: data sets of {args.n} rows, {args.seeds} seed(s); MIGE's heat-flow "
+        f"batches of {args.m} rows; one torch thread. Mean and std over seeds.",
+        "",
         "| problem | d | ρ | truth | estimator | mean | std | rel. error | s / estimate |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -191,13 +239,13 @@ def markdown(rows: list[dict], summaries: dict, timings: dict | None) -> str:
         ]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     if timings:
-        lines += ["", "Seconds per estimate, M = 512, d = 5 + 5, interleaved rounds: median [min, max]", ""]
+        lines += ["", "Seconds per value of one batch, M = 512, d = 5 + 5, interleaved rounds: median [min, max]", ""]
         lines += ["| estimator | median | min | max |", "|---|---|---|---|"]
         lines += [f"| {n} | {t['median']:.3f} | {t['min']:.3f} | {t['max']:.3f} |" for n, t in timings.items()]
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], m: int, path: Path) -> None:
+def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -224,68 +272,79 @@ def plot(rows: list[dict], m: int, path: Path) -> None:
         low, high = 0.05, 60.0
         ax.plot([low, high], [low, high], "k-", lw=0.8, label="truth")
         ax.fill_between([low, high], [0.95 * low, 0.95 * high], [1.05 * low, 1.05 * high], color="k", alpha=0.08)
-        ax.axhline(math.log(m), color="r", ls="--", lw=1, label=f"InfoNCE cap log B (B = {m})")
-        ax.axhline(math.log(128), color="r", ls=":", lw=1, label="InfoNCE cap log B (B = 128)")
-        ax.set(xscale="log", yscale="log", xlabel="true I (nats)", title=f"{kind}, M = {m}")
+        batch = TRAINING_DEFAULTS["infonce"].batch_size
+        ax.axhline(math.log(batch), color="r", ls="--", lw=1, label=f"InfoNCE cap log B (B = {batch})")
+        ax.set(xscale="log", yscale="log", xlabel="true I (nats)", title=kind)
     axes[0].set_ylabel("estimate (nats), mean ± std over seeds")
     axes[1].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
+def problems(args: argparse.Namespace) -> list[tuple[str, int, float]]:
+    return [(kind, d, rho) for kind in args.problems for d in args.dims for rho in args.rhos]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="d = 5, one seed, heat-flow stein 1x and plug-in")
+    parser.add_argument("--quick", action="store_true", help="d = 5, one seed, mige and plug-in")
     parser.add_argument("--dims", type=int, nargs="+", default=[1, 5, 20])
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.0, 0.5, 0.9, 0.99])
     parser.add_argument("--problems", nargs="+", default=["gaussian", "warped"], choices=["gaussian", "warped"])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--m", type=int, default=512)
+    parser.add_argument("--n", type=int, default=5000, help="rows of each data set")
+    parser.add_argument("--m", type=int, default=512, help="rows of MIGE's heat-flow batches")
     parser.add_argument("--estimators", nargs="+", help="names of ESTIMATORS (default: all)")
-    parser.add_argument("--t-min", type=float, default=1e-4)
-    parser.add_argument("--t-max", type=float, default=10.0)
-    parser.add_argument("--points-per-decade", type=float, default=2.0)
-    parser.add_argument("--draws", type=int, default=1)
     parser.add_argument("--timing", type=int, default=5, help="rounds of the d = 5 + 5 timing (0: none)")
+    parser.add_argument("--export", action="store_true", help="write the data sets for bmi_tasks.py and stop")
+    parser.add_argument("--list-tasks", action="store_true", help="print the exported task ids, comma-separated")
     parser.add_argument("--out", type=Path, default=RESULTS / "mi_values")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    grid = {"t_min": args.t_min, "t_max": args.t_max, "points_per_decade": args.points_per_decade, "draws": args.draws}
-    available = estimators(grid)
+    available = estimators(args.m)
     names = args.estimators or list(available)
     if args.quick:
         args.dims, args.seeds, args.timing = [5], 1, 0
-        names = args.estimators or ["heat-flow stein 1x", "gaussian plug-in"]
+        names = args.estimators or ["mige", "gaussian plug-in"]
         args.out = args.out.with_name(args.out.name + "_quick")
+    if args.list_tasks:
+        print(",".join(task_id(*p) for p in problems(args)))
+        return
+    for p in problems(args):
+        for seed in range(args.seeds):
+            export(*p, args.n, seed)
+    if args.export:
+        return
+    unknown = sorted(set(names) - set(available))
+    if unknown:
+        parser.error(f"unknown estimator(s) {unknown}; choose from {', '.join(available)}")
     chosen = {n: available[n] for n in names}
     rows = []
-    for kind in args.problems:
-        for d in args.dims:
-            for rho in args.rhos:
-                for row in run_problem(kind, d, rho, args.m, args.seeds, chosen):
-                    rows.append(row)
-                    print(
-                        f"{kind:8s} d={d:2d} rho={rho:<4} {row['estimator']:20s} {row['mean']:8.3f} vs "
-                        f"{row['truth']:8.3f} ({relative(row)}, {row['seconds']:.2f} s)",
-                        flush=True,
-                    )
-    timings = timing(chosen, args.timing) if args.timing else None
+    for kind, d, rho in problems(args):
+        for row in run_problem(kind, d, rho, args.n, args.seeds, chosen):
+            rows.append(row)
+            print(
+                f"{kind:8s} d={d:2d} rho={rho:<4} {row['estimator']:20s} {row['mean']:8.3f} vs "
+                f"{row['truth']:8.3f} ({relative(row)}, {row['seconds']:.2f} s)",
+                flush=True,
+            )
+    timings = timing(args.timing) if args.timing else None
     summaries = summary(rows)
     meta = {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
+        "n": args.n,
         "m": args.m,
         "seeds": args.seeds,
-        "grid": grid,
         "load_average": list(os.getloadavg()),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "rows": rows, "summary": summaries, "timing": timings}
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(rows, summaries, timings))
-    plot(rows, args.m, args.out.with_suffix(".png"))
-    print(markdown(rows, summaries, timings))
+    args.out.with_suffix(".md").write_text(markdown(rows, summaries, timings, args))
+    plot(rows, args.out.with_suffix(".png"))
+    print(markdown(rows, summaries, timings, args))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ The rows are shuffled (``seed``) and cut into three disjoint splits:
 
 The stopping step is chosen on the validation rows, so the validation value of the kept
 parameters is the maximum of noisy numbers and biased upwards; the test rows played no part in
-any choice, so ``value`` is not. An estimator without parameters (nothing to train) is evaluated
-on the test batches directly. Bound values depend on the batch size (InfoNCE is at most
+any choice, so ``value`` is not. An estimator without parameters (nothing to train, e.g. MIGE's
+heat-flow value) is evaluated on batches of all rows: no row was used to fit it. Bound values depend on the batch size (InfoNCE is at most
 log B), so evaluation batches have the training batch size.
 """
 
@@ -79,7 +79,7 @@ TRAINING_DEFAULTS: dict[str, Training] = {
     "infonce": Training(lr=3e-4),
     "jsd": Training(lr=3e-4),
     "smile": Training(lr=3e-3),
-    "mige": Training(batch_size=256),  # nothing to train: the heat-flow value of each test batch
+    "mige": Training(batch_size=512),  # nothing to train: the heat-flow value of batches of all rows (bmi_suite.md)
 }
 
 
@@ -101,7 +101,8 @@ class MIEstimate:
     """The result of :func:`estimate_mi`.
 
     ``value`` (nats) is the mean of ``estimate`` over ``test_batches`` disjoint batches of test rows
-    that no training step or model choice saw; ``stderr`` is the standard error of that mean over
+    that no training step or model choice saw (all rows, ``rows == (0, 0, N)``, for an estimator
+    without parameters); ``stderr`` is the standard error of that mean over
     the batches (sampling error of the test rows for the kept parameters, not the spread between
     training runs). ``steps`` training steps ran; the kept parameters are those of ``best_step``.
     ``rows`` counts the (train, validation, test) rows; ``settings`` are the training settings used
@@ -218,6 +219,17 @@ def split_rows(
     return order[n_test + n_validation :], order[n_test : n_test + n_validation], order[:n_test]
 
 
+def _all_rows(n: int, batch: int, seed: int) -> Tensor:
+    """A permutation of ``range(n)`` drawn from ``seed``: the evaluation rows of an estimator without
+    parameters, which need two batches (for a standard error)."""
+    if n < 2 * batch:
+        raise ValueError(
+            f"{n} rows are too few for batch_size={batch}: an estimator without parameters is valued on batches of "
+            f"all rows and needs two (for a standard error); use a batch_size of at most {n // 2}, or more rows"
+        )
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
 def _batches(n: int, batch: int) -> list[slice]:
     """Disjoint slices of ``batch`` rows covering ``[0, n)`` (a remainder under one batch is dropped)."""
     return [slice(start, start + batch) for start in range(0, n - batch + 1, batch)]
@@ -290,7 +302,7 @@ def estimate_mi(
         bounds, 2·JS divergence for ``jsd``, an upper bound for ``club``.
     Raises:
         ValueError: mismatched rows, too few rows, NaN/Inf, constant columns, a rank other than 1
-            or 2, an estimator without a value (MIGE), or bad settings.
+            or 2, an estimator without a value (``estimate`` returns None), or bad settings.
         UnknownEstimatorError, OptionError: an unknown estimator name or option.
     """
     start = time.perf_counter()
@@ -319,27 +331,35 @@ def estimate_mi(
     settings = attrs.evolve(
         TRAINING_DEFAULTS.get(name, Training()), **{k: v for k, v in overrides.items() if v is not None}
     )
-    train, validation, test = split_rows(
-        a.shape[0],
-        batch_size=settings.batch_size,
-        test_fraction=test_fraction,
-        validation_fraction=validation_fraction,
-        seed=seed,
-    )
-    rows = (len(train), len(validation), len(test))
     target = torch.device(device)
     with torch.random.fork_rng(devices=[target] if target.type == "cuda" else []):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed + 1)
-        a, b = _standardised(a, train, "x").to(target), _standardised(b, train, "y").to(target)
         if isinstance(estimator, MIGradientEstimator):
             mi = estimator.to(target)
         else:
             mi = default_registry().create("mi_gradient", name, dict(options or {})).to(target)
-        _check_gives_value(mi, a[train[: settings.batch_size]], b[train[: settings.batch_size]])
+        everything = torch.arange(a.shape[0])
+        probe = [
+            _standardised(data, everything, side)[: settings.batch_size].to(target)
+            for data, side in ((a, "x"), (b, "y"))
+        ]
+        _check_gives_value(mi, *probe)  # also sizes a lazy critic, so that its parameters exist below
         fit = _Fit(mi, settings, generator, _progress_bar(progress, settings.max_steps, name))
         if list(mi.parameters()):
+            train, validation, test = split_rows(
+                a.shape[0],
+                batch_size=settings.batch_size,
+                test_fraction=test_fraction,
+                validation_fraction=validation_fraction,
+                seed=seed,
+            )
+            rows = (len(train), len(validation), len(test))
+            a, b = _standardised(a, train, "x").to(target), _standardised(b, train, "y").to(target)
             fit.train(a[train], b[train], a[validation], b[validation])
+        else:  # nothing is fitted to any row, so every row is a test row
+            test, rows = _all_rows(a.shape[0], settings.batch_size, seed), (0, 0, a.shape[0])
+            a, b = _standardised(a, test, "x").to(target), _standardised(b, test, "y").to(target)
         values = _values(mi.eval(), a[test], b[test], settings.batch_size)
     if not np.isfinite(values).all():
         raise NonFiniteError(
@@ -421,8 +441,9 @@ class _Fit:
             self.bar.update(1)
         if step % s.eval_every and step != s.max_steps:
             return None
-        values, losses = _values(mi.eval(), x_validation, y_validation, s.batch_size), _losses(
-            mi, x_validation, y_validation, s.batch_size
+        values, losses = (
+            _values(mi.eval(), x_validation, y_validation, s.batch_size),
+            _losses(mi, x_validation, y_validation, s.batch_size),
         )
         seen = _values(mi, x[: x_validation.shape[0]], y[: x_validation.shape[0]], s.batch_size)
         return Evaluation(step, float(np.mean(seen)), float(np.mean(values)), float(np.mean(losses)))

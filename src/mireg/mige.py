@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from mireg.distributed import gather_rows
-from mireg.errors import CalibrationError, CalibrationWarning
+from mireg.errors import CalibrationError, CalibrationWarning, UnknownEstimatorError
 from mireg.estimators import (
     MIGradientEstimator,
     ScoreEstimator,
@@ -61,6 +61,10 @@ Calibrate = Literal["affine", "scale", "none"]
 MIN_PRECONDITIONED_BATCH = 3
 #: Batches above this size fit MIGE's score estimates on this many landmark rows (benchmarks/results/mige_speed.md).
 DEFAULT_LANDMARKS = 512
+#: Options of a value score estimator that given ``value_score_options`` override: Stein at 1.5x the median
+#: bandwidth is within 5% on the Gaussians, where 1x is not, and much nearer on benchmark-mi's tasks than 2x
+#: (benchmarks/results/mi_values.md, bmi_suite.md).
+VALUE_SCORE_DEFAULTS: dict[str, dict[str, Any]] = {"stein": {"bandwidth_multiplier": 1.5}}
 
 
 def _build_score(
@@ -371,6 +375,11 @@ class MIGE(MIGradientEstimator):
       fixed_projection: draw the projection once (from `seed`) instead of at every call
       seed: seed of the fixed projection
       landmarks: larger batches fit the score on this many strided rows, scored at every row (linear in B); None: exact
+      value_score: registered name of the nonparametric score estimator `estimate` uses; None: the estimator `score`
+      value_score_options: options of `value_score`, over VALUE_SCORE_DEFAULTS and its plugin's whitened_options
+      value_t_min, value_t_max, value_points_per_decade: the log-spaced grid of noise variances of `estimate`
+      value_draws: noise draws `estimate` averages over
+      value_batch: `estimate` splits larger batches into chunks of at least this many rows and averages (cost linear in B)
     """
 
     name = "mige"
@@ -397,8 +406,21 @@ class MIGE(MIGradientEstimator):
         fixed_projection: bool = False,
         seed: int = 0,
         landmarks: Annotated[int, Range(MIN_PRECONDITIONED_BATCH)] | None = DEFAULT_LANDMARKS,
+        value_score: str | None = "stein",
+        value_score_options: dict[str, Any] | None = None,
+        value_t_min: Annotated[float, Range(0, low_open=True)] = 1e-4,
+        value_t_max: Annotated[float, Range(0, low_open=True)] = 10.0,
+        value_points_per_decade: Annotated[float, Range(0, low_open=True)] = 2.0,
+        value_draws: Annotated[int, Range(1)] = 1,
+        value_batch: Annotated[int, Range(MIN_PRECONDITIONED_BATCH)] | None = 512,
     ) -> None:
         check_options(MIGE, locals())
+        if value_score is None and value_score_options:
+            raise ValueError(
+                "value_score_options apply to a named value_score; with value_score=None `estimate` uses `score`"
+            )
+        if not value_t_min < value_t_max:
+            raise ValueError(f"need value_t_min < value_t_max, got {value_t_min} and {value_t_max}")
         super().__init__()
         prototype = _build_score(score, score_options)
         self.score = prototype.name
@@ -410,6 +432,14 @@ class MIGE(MIGradientEstimator):
         self.fixed_projection = fixed_projection
         self.seed = seed
         self.landmarks = landmarks
+        self.value_score = value_score
+        self.value_score_options = value_score_options
+        self.value_t_min = value_t_min
+        self.value_t_max = value_t_max
+        self.value_points_per_decade = value_points_per_decade
+        self.value_draws = value_draws
+        self.value_batch = value_batch
+        self._value_estimator: ScoreEstimator | None = None
         # One estimator per entropy term: parametric ones (score networks) learn each density.
         terms = ("x", "z", "joint")
         estimators = {t: prototype if not prototype.parametric else copy.deepcopy(prototype) for t in terms}
@@ -516,17 +546,38 @@ class MIGE(MIGradientEstimator):
             conditional = -(conditional_score.detach() * z).sum(-1).mean()  # type: ignore[union-attr]
         return marginal - conditional
 
-    def _estimate(self, x: Tensor, z: Tensor) -> Tensor:
-        """I(x; z) in nats from this estimator's score estimates by the heat-flow identity.
+    def _value_score(self) -> ScoreEstimator:
+        """The score estimator of ``estimate``: the estimator ``score`` when ``value_score`` is None, else
+        ``value_score`` built from the default registry on first use (MIGE builds without its plugin)."""
+        if self.value_score is None:
+            return self.estimators["joint"]  # type: ignore[return-value]
+        if self._value_estimator is None:
+            from mireg.registry import default_registry  # the registry loads this module as a default plugin
 
-        See :func:`mireg.heat_flow.heat_flow_mi`: default grid, one noise draw from a generator
+            try:
+                cls = default_registry().get("score", self.value_score).cls
+            except UnknownEstimatorError as error:
+                raise UnknownEstimatorError(
+                    f"MIGE's value_score: {error} (value_score=None values with MIGE's own score estimator)"
+                ) from error
+            options = {**VALUE_SCORE_DEFAULTS.get(self.value_score, {}), **(self.value_score_options or {})}
+            self._value_estimator = _build_score(cls, options, where="value_score_options.")
+        return self._value_estimator
+
+    def _estimate(self, x: Tensor, z: Tensor) -> Tensor:
+        """I(x; z) in nats from nonparametric score estimates by the heat-flow identity.
+
+        See :func:`mireg.heat_flow.heat_flow_mi`: the ``value_*`` grid and draws, noise from a generator
         seeded with ``seed`` (equal batches give equal values), and per-coordinate normal scores
-        (``ranks=True``), without which heavy-tailed coordinates read as dependence
-        (benchmarks/mi_values.py). With ``projection_dim`` it is I(R x; z) ≤ I(x; z), the
-        quantity whose gradient ``forward`` estimates.
+        (``ranks=True``), without which heavy-tailed coordinates read as dependence. The score
+        estimator is ``value_score`` (Stein by default: more accurate values than SSGE,
+        benchmarks/results/mi_values.md). A batch of B rows is split into ⌊B / value_batch⌋ chunks
+        (each of at least ``value_batch`` rows) whose values are averaged, so the cost grows linearly
+        in B. With ``projection_dim`` it is I(R x; z) ≤ I(x; z), the quantity whose gradient ``forward``
+        estimates.
 
         Args:
-            x: ``[B, dx]`` data side; z: ``[B, dz]``; B >= 3 (k + dz) + 2 with k the projected width.
+            x: ``[B, dx]`` data side; z: ``[B, dz]``; every chunk needs 3 (k + dz) + 2 rows, k the projected width.
         Returns:
             A 0-dim tensor without gradient.
         """
@@ -534,8 +585,23 @@ class MIGE(MIGradientEstimator):
 
         a, z = gather_rows(self._project(x)), gather_rows(z)
         generator = torch.Generator(device=a.device).manual_seed(self.seed)
-        estimator: ScoreEstimator = self.estimators["joint"]  # type: ignore[assignment]
-        return heat_flow_mi(a, z, estimator, generator=generator, ranks=True)
+        score = self._value_score()
+        chunks = max(1, a.shape[0] // self.value_batch) if self.value_batch is not None else 1
+        values = [
+            heat_flow_mi(
+                a[rows],
+                z[rows],
+                score,
+                t_min=self.value_t_min,
+                t_max=self.value_t_max,
+                points_per_decade=self.value_points_per_decade,
+                draws=self.value_draws,
+                generator=generator,
+                ranks=True,
+            )
+            for rows in torch.arange(a.shape[0], device=a.device).tensor_split(chunks)
+        ]
+        return torch.stack(values).mean()
 
 
 @hookimpl

@@ -189,7 +189,7 @@ def test_bad_input_gets_clear_errors() -> None:
 
 def test_mige_estimate_is_the_heat_flow_value() -> None:
     x, y = toy(64, 2, 0.9, seed=9)
-    mi = mireg.mi_gradient_estimator("mige", score=GaussianScore())
+    mi = mireg.mi_gradient_estimator("mige", score=GaussianScore(), value_score=None)
     value = mi.estimate(x.requires_grad_(), y)
     assert value.ndim == 0 and not value.requires_grad
     ranked = float(gaussian_plugin_mi(normal_scores(x.detach()), normal_scores(y)))  # MIGE uses normal scores
@@ -197,7 +197,36 @@ def test_mige_estimate_is_the_heat_flow_value() -> None:
     wide = torch.randn(64, 40, dtype=F64, generator=torch.Generator().manual_seed(10))
     with pytest.raises(ValueError, match="use a larger batch or fewer dimensions"):
         mi.estimate(wide, y)
-    projected = mireg.mi_gradient_estimator("mige", score=GaussianScore(), projection_dim=4, fixed_projection=True)
+    projected = mireg.mi_gradient_estimator(
+        "mige", score=GaussianScore(), value_score=None, projection_dim=4, fixed_projection=True
+    )
     assert float(projected.estimate(wide, y)) == pytest.approx(
         float(gaussian_plugin_mi(normal_scores(projected._project(wide)), normal_scores(y))), abs=1e-9
     )
+
+
+def test_mige_estimate_averages_chunks_of_value_batch_rows() -> None:
+    # 200 rows with value_batch 64: 3 chunks of 67, 67 and 66 rows, each valued on its own.
+    x, y = toy(200, 2, 0.8, seed=12)
+    mi = mireg.mi_gradient_estimator("mige", score=GaussianScore(), value_score=None, value_batch=64)
+    chunks = [
+        float(gaussian_plugin_mi(normal_scores(a), normal_scores(b)))
+        for a, b in zip(x.tensor_split(3), y.tensor_split(3))
+    ]
+    assert float(mi.estimate(x, y)) == pytest.approx(sum(chunks) / 3, abs=1e-9)
+    whole = mireg.mi_gradient_estimator("mige", score=GaussianScore(), value_score=None, value_batch=None)
+    assert float(whole.estimate(x, y)) == pytest.approx(
+        float(gaussian_plugin_mi(normal_scores(x), normal_scores(y))), abs=1e-9
+    )
+
+
+def test_mige_value_options_are_checked() -> None:
+    with pytest.raises(mireg.OptionError, match="need value_t_min < value_t_max"):
+        mireg.mi_gradient_estimator("mige", score=GaussianScore(), value_t_min=1.0, value_t_max=0.5)
+    with pytest.raises(mireg.OptionError, match="value_score_options apply to a named value_score"):
+        mireg.mi_gradient_estimator("mige", score=GaussianScore(), value_score=None, value_score_options={"eta": 1})
+    with pytest.raises(mireg.OptionError, match="value_draws"):
+        mireg.mi_gradient_estimator("mige", score=GaussianScore(), value_draws=0)
+    unknown = mireg.mi_gradient_estimator("mige", score=GaussianScore(), value_score="steinn")
+    with pytest.raises(mireg.UnknownEstimatorError, match="value_score.*'steinn'.*value_score=None"):
+        unknown.estimate(*toy(64, 2, 0.5, seed=1))
