@@ -299,6 +299,10 @@ class MIGradientEstimator(_Described, nn.Module):
     gather_across_ranks: ClassVar[bool] = True
     #: Whether ``mi(x, z, log_var=...)`` takes the log-variances of a Gaussian encoder q(z|x) (Circumstance III).
     accepts_log_var: ClassVar[bool] = False
+    #: Whether ``mi(x, z, mean=..., log_var=...)`` also takes that encoder's means (with them the batch's
+    #: marginal of z is a known Gaussian mixture); separate from ``accepts_log_var`` so estimators declaring
+    #: only that keep working.
+    accepts_mean: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
