@@ -65,7 +65,7 @@ Marginal = Literal["mixture", "score"]
 MIN_PRECONDITIONED_BATCH = 3
 #: Batches above this size fit MIGE's score estimates on this many landmark rows (benchmarks/results/mige_speed.md).
 DEFAULT_LANDMARKS = 512
-#: Entries (rows × components × coordinates) of one block of :func:`gaussian_mixture_score`'s differences.
+#: Entries (rows × components × coordinates) in one block of :func:`gaussian_mixture_gradients`.
 MIXTURE_BLOCK = 1 << 22
 
 
@@ -314,10 +314,10 @@ def gaussian_mixture_gradients(z: Tensor, mean: Tensor, log_var: Tensor) -> tupl
     """
     with torch.no_grad():
         dtype = compute_dtype(z.dtype)
-        points, centres, log_var_ = (t.detach().to(dtype) for t in (z, mean, log_var))
-        precision = (-log_var_).exp()  # [N, d]
+        points, centres, log_variance = (t.detach().to(dtype) for t in (z, mean, log_var))
+        precision = (-log_variance).exp()  # [N, d]
         check_finite(precision, "1 / σ² = exp(−log_var) (log_var is too small for the dtype)")
-        log_norm = 0.5 * log_var_.sum(-1)  # [N]; the common −d/2 log 2π cancels in the softmax
+        log_norm = 0.5 * log_variance.sum(-1)  # [N]; the common −d/2 log 2π cancels in the softmax
         rows = max(1, MIXTURE_BLOCK // centres.numel())
         scores = []
         to_mean = torch.zeros_like(centres)
@@ -327,9 +327,8 @@ def gaussian_mixture_gradients(z: Tensor, mean: Tensor, log_var: Tensor) -> tupl
             scaled = difference * precision  # r_ij
             quadratic = difference * scaled  # (z_i − μ_j)² / σ_j²
             weights = (-0.5 * quadratic.sum(-1) - log_norm).softmax(-1)  # [b, N]
-            pulled = torch.einsum("bn,bnd->nd", weights, scaled)
             scores.append(-torch.einsum("bn,bnd->bd", weights, scaled))
-            to_mean += pulled
+            to_mean += torch.einsum("bn,bnd->nd", weights, scaled)
             to_log_var += 0.5 * (torch.einsum("bn,bnd->nd", weights, quadratic) - weights.sum(0)[:, None])
         score = torch.cat(scores)
         for value, what in ((score, "z"), (to_mean, "mean"), (to_log_var, "log_var")):
