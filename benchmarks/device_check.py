@@ -103,8 +103,12 @@ def main() -> None:
         record("task", Path(path).stem, torch.float32, time.perf_counter() - start)  # one epoch, setup included
         rows[-1]["metrics"] = results["metrics"]
     RESULTS.mkdir(exist_ok=True)
-    report = {"device": str(device), "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "torch": torch.__version__, "rows": rows}
+    report = {
+        "device": str(device),
+        "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     (RESULTS / f"device_check_{device.type}.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"all {len(rows)} checks passed on {report['name']}")
 

@@ -167,7 +167,7 @@ def run_problem(kind: str, d: int, rho: float, n: int, seeds: int, chosen: dict[
 
 
 def timing(rounds: int) -> dict[str, dict[str, float]]:
-    """Seconds per value of one M = 512, d = 5 + 5 batch (ρ = 0.9), interleaved: median, min, max of wall and CPU time."""
+    """Seconds per value of one M = 512, d = 5 + 5 batch (ρ = 0.9), interleaved: median, min, max (wall, CPU)."""
     x, y = sample("gaussian", 512, 5, 0.9, 0)
     calls: dict[str, Callable[[], object]] = {
         "MIGE.estimate": lambda: mireg.mi_gradient_estimator("mige").estimate(x, y),

@@ -89,7 +89,7 @@ def time_batch(batch: int, blocks: int, steps: int, device: torch.device) -> dic
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     ratios: dict[str, list[float]] = {"adam": [], "sgd": []}
     for block in range(blocks):
-        order = VARIANTS[block % len(VARIANTS):] + VARIANTS[: block % len(VARIANTS)]
+        order = VARIANTS[block % len(VARIANTS) :] + VARIANTS[: block % len(VARIANTS)]
         block_times: dict[str, list[float]] = {name: [] for name in VARIANTS}
         for i in range(steps):
             for name in order:  # interleaved step by step, in a rotated order
@@ -160,8 +160,11 @@ def projection_spread(seeds: int, wide: int = 200, batch: int = 512) -> dict[str
                 noise = torch.randn(batch, wide - TOY_DIM, generator=torch.Generator().manual_seed(10_000 + batch_seed))
                 mi(torch.cat([x, noise], 1) @ rotation, y).backward()
                 grads.append(float(r.grad) / truth)  # type: ignore[arg-type]
-        out[name] = {"mean": statistics.fmean(across), "std_across_batches": statistics.stdev(across),
-                     "std_same_batch": statistics.stdev(same)}
+        out[name] = {
+            "mean": statistics.fmean(across),
+            "std_across_batches": statistics.stdev(across),
+            "std_same_batch": statistics.stdev(same),
+        }
     return out
 
 
@@ -192,22 +195,34 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['batch']} | {ms(s['adam plain'])} | {ms(s['adam mige'])} | {ratio(r['adam'])} | "
             f"{ms(s['sgd plain'])} | {ms(s['sgd mige'])} | {ratio(r['sgd'])} |"
         )
-    lines += ["", "Toy accuracy: estimated / true dI/dρ at d = 20, mean over "
-              f"{meta['seeds']} seeds.", "", "| B | path | " + " | ".join(f"ρ={rho}" for rho in TOY_RHOS) + " |",
-              "|---|---|" + "---|" * len(TOY_RHOS)]
+    lines += [
+        "",
+        f"Toy accuracy: estimated / true dI/dρ at d = 20, mean over {meta['seeds']} seeds.",
+        "",
+        "| B | path | " + " | ".join(f"ρ={rho}" for rho in TOY_RHOS) + " |",
+        "|---|---|" + "---|" * len(TOY_RHOS),
+    ]
     for row in result["rows"]:
         for path, cells in row["accuracy"].items():
             lines.append(f"| {row['batch']} | {path} | " + " | ".join(f"{v:.3f}" for v in cells.values()) + " |")
     spread = result["projection"]
-    lines += ["", f"Projection (toy widened to D = 200, projected to 64, ρ = 0.5, {meta['seeds_projection']} batches / "
-              "calls): dI/dρ / true. The projection loses information, so the mean is the projected MI's gradient.",
-              "", "| projection | mean | std across batches | std on one batch |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"Projection (toy widened to D = 200, projected to 64, ρ = 0.5, {meta['seeds_projection']} batches / "
+        "calls): dI/dρ / true. The projection loses information, so the mean is the projected MI's gradient.",
+        "",
+        "| projection | mean | std across batches | std on one batch |",
+        "|---|---|---|---|",
+    ]
     for name, row in spread.items():
         lines.append(f"| {name} | {row['mean']:.3f} | {row['std_across_batches']:.4f} | {row['std_same_batch']:.4f} |")
     growth = result.get("growth")
     if growth:
-        lines += ["", f"MIGE extra cost (MIGE − plain Adam, medians) from B = {growth['from']} to {growth['to']}: "
-                  f"×{growth['factor']:.2f} for ×{growth['to'] // growth['from']} the batch."]
+        lines += [
+            "",
+            f"MIGE extra cost (MIGE − plain Adam, medians) from B = {growth['from']} to {growth['to']}: "
+            f"×{growth['factor']:.2f} for ×{growth['to'] // growth['from']} the batch.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -223,8 +238,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
         medians = [1e3 * row["step_seconds"][name]["median"] for row in result["rows"]]
         lows = [m - 1e3 * row["step_seconds"][name]["q1"] for m, row in zip(medians, result["rows"], strict=True)]
         highs = [1e3 * row["step_seconds"][name]["q3"] - m for m, row in zip(medians, result["rows"], strict=True)]
-        ax.errorbar(batches, medians, yerr=[lows, highs], marker="o", capsize=2, label=name,
-                    linestyle="--" if name.endswith("plain") else "-")
+        ax.errorbar(
+            batches,
+            medians,
+            yerr=[lows, highs],
+            marker="o",
+            capsize=2,
+            label=name,
+            linestyle="--" if name.endswith("plain") else "-",
+        )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("batch size B")
@@ -273,10 +295,15 @@ def main() -> None:
     meta = {
         "command": " ".join(["python", "benchmarks/mige_speed.py", *sys.argv[1:]]),
         "seeds_projection": seeds_projection,
-        "torch": torch.__version__, "threads": 1, "device": str(device),
+        "torch": torch.__version__,
+        "threads": 1,
+        "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "cpus": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
-        "seconds": time.perf_counter() - started, "seeds": seeds,
+        "cpus": os.cpu_count(),
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "seconds": time.perf_counter() - started,
+        "seeds": seeds,
         "landmarks": mireg.mi_gradient_estimator("mige").landmarks,
         "targets": {"B=128 MIGE/Adam": 1.25, "B=128 MIGE/SGD": 1.5, "B=8192 MIGE/plain": 3.0},
     }

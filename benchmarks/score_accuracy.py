@@ -249,6 +249,7 @@ def mean_table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         groups.setdefault((row["estimator"], json.dumps(row["options"]), row["M"]), []).append(row["in_sample"])
     lines = ["| estimator | options | M | problems | mean rel. RMSE in-sample | worst |", "|---|---|---|---|---|---|"]
+
     def order(item: tuple[tuple[str, str, int], list[float]]) -> tuple[int, float]:
         return item[0][2], sum(item[1]) / len(item[1])
 
@@ -285,8 +286,7 @@ def main() -> None:
         )
         return
     header = (
-        "| estimator | options | distribution | d | M | warm-up calls | rel. RMSE in-sample | out-of-sample "
-        "| ms/call |"
+        "| estimator | options | distribution | d | M | warm-up calls | rel. RMSE in-sample | out-of-sample | ms/call |"
     )
     print(header + "\n" + RULE, flush=True)
     rows = accuracy_rows(args.quick, dims, sizes)
@@ -323,8 +323,13 @@ def main() -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2))
     table = [header, RULE, *(_format(row) for row in rows)]
     (RESULTS / f"{name}.md").write_text(
-        "# Score estimator accuracy (float32, one thread)\n\n" + "\n".join(table) + "\n\n" + "\n\n".join(lines)
-        + "\n\n## Mean relative RMSE\n\n" + means + "\n"
+        "# Score estimator accuracy (float32, one thread)\n\n"
+        + "\n".join(table)
+        + "\n\n"
+        + "\n\n".join(lines)
+        + "\n\n## Mean relative RMSE\n\n"
+        + means
+        + "\n"
     )
 
 

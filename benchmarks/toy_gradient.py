@@ -331,26 +331,46 @@ def main() -> None:
                 for m, result in bound_run(name, options, d, rho, batches, seeds, steps).items():
                     g_mean, g_std = stats(result["grad"])
                     v_mean, v_std = stats(result["mi"])
-                    records.append({**base, "method": label, "batch": m, "grad_mean": g_mean, "grad_std": g_std,
-                                    "mi_mean": v_mean, "mi_std": v_std})
+                    records.append(
+                        {
+                            **base,
+                            "method": label,
+                            "batch": m,
+                            "grad_mean": g_mean,
+                            "grad_std": g_std,
+                            "mi_mean": v_mean,
+                            "mi_std": v_std,
+                        }
+                    )
             print(f"d={d} rho={rho:+.2f} done at {time.perf_counter() - started:.0f} s", flush=True)
     elapsed = time.perf_counter() - started
     costs = step_cost_ratios(32, 512, 7) if args.step_cost else {}
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"dims": dims, "rhos": rhos, "batches": batches, "seeds": seeds, "critic_steps": steps,
-            "seconds": elapsed, "torch": torch.__version__, "threads": 1,
-            "heavy_tailed_reference": "float64 quadrature (quadrature_mi), autograd in rho",
-            "quadrature_gaussian_check_max_rel_error": check}
+    meta = {
+        "dims": dims,
+        "rhos": rhos,
+        "batches": batches,
+        "seeds": seeds,
+        "critic_steps": steps,
+        "seconds": elapsed,
+        "torch": torch.__version__,
+        "threads": 1,
+        "heavy_tailed_reference": "float64 quadrature (quadrature_mi), autograd in rho",
+        "quadrature_gaussian_check_max_rel_error": check,
+    }
     name = "toy_gradient" + (f"_{args.tag}" if args.tag else "")
     (args.out / f"{name}.json").write_text(json.dumps({"meta": meta, "records": records, "step_cost": costs}, indent=1))
     table = ratio_table(records, dims, rhos, batches)
     if costs:
-        table += "\nMIGE step (forward + backward, warped toy, d = 32, batch 512) over default MIGE (SSGE), " \
-            "interleaved, 7 rounds:\n\n| method | median ratio | IQR | median ms |\n|---|---|---|---|\n" + "".join(
+        table += (
+            "\nMIGE step (forward + backward, warped toy, d = 32, batch 512) over default MIGE (SSGE), "
+            "interleaved, 7 rounds:\n\n| method | median ratio | IQR | median ms |\n|---|---|---|---|\n"
+            + "".join(
                 f"| {label} | {c['median_ratio']:.2f} | {c['q25']:.2f}-{c['q75']:.2f} "
                 f"| {1000 * c['median_seconds']:.0f} |\n"
                 for label, c in costs.items()
             )
+        )
     (args.out / f"{name}.md").write_text(table)
     print(table)
     for m in batches:
@@ -362,8 +382,10 @@ def main() -> None:
 def ratio_table(records: list[dict[str, Any]], dims: list[int], rhos: list[float], batches: list[int]) -> str:
     """Markdown: mean estimated / true gradient per method, batch, d and ρ (ρ = 0: estimate itself)."""
     methods = list(dict.fromkeys(r["method"] for r in records))
-    lines = ["| method | batch | d | " + " | ".join(f"ρ={rho:+.2f}" for rho in rhos) + " |",
-             "|---|---|---|" + "---|" * len(rhos)]
+    lines = [
+        "| method | batch | d | " + " | ".join(f"ρ={rho:+.2f}" for rho in rhos) + " |",
+        "|---|---|---|" + "---|" * len(rhos),
+    ]
     index = {(r["method"], r["batch"], r["d"], r["rho"]): r for r in records}
     for method in methods:
         for m in batches:
@@ -373,8 +395,10 @@ def ratio_table(records: list[dict[str, Any]], dims: list[int], rhos: list[float
                     r = index[(method, m, d, rho)]
                     cells.append(f"{r['grad_mean']:.2f}" if rho == 0 else f"{r['grad_mean'] / r['true_grad']:.3f}")
                 lines.append(f"| {method} | {m} | {d} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nCells: estimated dI/dρ divided by the true ρd/(1−ρ²) (heavy-tailed toy: by the " \
+    return (
+        "\n".join(lines) + "\n\nCells: estimated dI/dρ divided by the true ρd/(1−ρ²) (heavy-tailed toy: by the "
         "quadrature reference), mean over seeds (at ρ = 0, where the truth is 0, the mean estimate itself).\n"
+    )
 
 
 def plot(records: list[dict[str, Any]], dims: list[int], m: int, path: Path) -> None:
@@ -389,10 +413,22 @@ def plot(records: list[dict[str, Any]], dims: list[int], m: int, path: Path) -> 
             mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["rho"])
             xs = [r["rho"] for r in mine]
             if "mi_mean" in mine[0]:
-                axes[0][col].errorbar(xs, [r["mi_mean"] for r in mine], yerr=[r["mi_std"] for r in mine],
-                                      label=method, capsize=2, marker=".")
-            axes[1][col].errorbar(xs, [r["grad_mean"] for r in mine], yerr=[r["grad_std"] for r in mine],
-                                  label=method, capsize=2, marker=".")
+                axes[0][col].errorbar(
+                    xs,
+                    [r["mi_mean"] for r in mine],
+                    yerr=[r["mi_std"] for r in mine],
+                    label=method,
+                    capsize=2,
+                    marker=".",
+                )
+            axes[1][col].errorbar(
+                xs,
+                [r["grad_mean"] for r in mine],
+                yerr=[r["grad_std"] for r in mine],
+                label=method,
+                capsize=2,
+                marker=".",
+            )
         axes[0][col].set_title(f"d = {d}, batch {m}")
         axes[0][col].set_ylabel("MI (nats)")
         axes[1][col].set_ylabel("dI/dρ (symlog)")
@@ -415,8 +451,12 @@ def plot_ratios(records: list[dict[str, Any]], dims: list[int], m: int, path: Pa
             ax = axes[row][col]
             for method in dict.fromkeys(r["method"] for r in mine):
                 cells = sorted((r for r in mine if r["method"] == method), key=lambda r: r["rho"])
-                ax.plot([r["rho"] for r in cells], [r["grad_mean"] / r["true_grad"] for r in cells], marker=".",
-                        label=method.removesuffix(f", {toy} toy"))
+                ax.plot(
+                    [r["rho"] for r in cells],
+                    [r["grad_mean"] / r["true_grad"] for r in cells],
+                    marker=".",
+                    label=method.removesuffix(f", {toy} toy"),
+                )
             ax.axhspan(0.95, 1.05, color="0.9")
             ax.axhline(1.0, color="k", lw=0.8)
             ax.set_title(f"{toy} toy, d = {d}, batch {m}")

@@ -1,4 +1,5 @@
-"""The IB task: every method trains, the critic ascends what the encoder descends, VIB's KL is right."""
+"""The IB task: every method trains, the critic ascends what the encoder descends, VIB's KL is right,
+MIGE gets the encoder's means and log-variances and keeps σ bounded at large β."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from torch.distributions import Normal, kl_divergence
 
 from mireg.config import Resolved, parse_config, resolve
 from mireg.data import dataset
+from mireg.estimators import MIGradientEstimator
 from mireg.registry import default_registry
 from mireg.tasks.ib import IB, IBEvalOptions, IBModelOptions, IBNetwork
 from mireg.training import Trainer
+from mireg.training.checkpoint import load_checkpoint
 
 
 def resolved(method: str, estimator: dict[str, Any] | None = None, epochs: int = 1) -> Resolved:
@@ -100,3 +103,63 @@ def test_evaluation_averages_softmax_over_samples() -> None:
     assert first == baseline.evaluate(net, data, ("val",), IBEvalOptions(samples=5))  # deterministic z = μ
     stochastic = IB(method="vib").evaluate(net, data, ("val",), IBEvalOptions(samples=50))
     assert set(stochastic) == {"val_error", "val_nll"} and stochastic != first
+
+
+class _Recording(MIGradientEstimator):
+    """Records the keywords it was called with; ``forward`` is 0 with the graph of z."""
+
+    name = "recording"
+    accepts_log_var = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keywords: list[str] = []
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor, *, log_var: torch.Tensor) -> torch.Tensor:
+        self.keywords = ["log_var"]
+        return 0 * (z.sum() + log_var.sum())
+
+
+class _RecordingWithMean(_Recording):
+    name = "recording-with-mean"
+    accepts_mean = True
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, z: torch.Tensor, *, log_var: torch.Tensor, mean: torch.Tensor
+    ) -> torch.Tensor:
+        self.keywords = ["log_var", "mean"]
+        return 0 * (z.sum() + log_var.sum() + mean.sum())
+
+
+@pytest.mark.parametrize("estimator", [_Recording, _RecordingWithMean])
+def test_the_means_go_only_to_estimators_that_declare_them(estimator: type[_Recording]) -> None:
+    torch.manual_seed(0)
+    mi = estimator()
+    net = IBNetwork(5, 3, IBModelOptions(hidden=(8,), z_dim=4), mi)
+    IB(method="mi", beta=0.1).step(net, torch.randn(10, 5), torch.randint(3, (10,)))
+    assert mi.keywords == (["log_var", "mean"] if estimator.accepts_mean else ["log_var"])
+
+
+def test_mige_keeps_sigma_bounded_at_a_large_beta(tmp_path: Path) -> None:
+    # With ∇H(z) from an SSGE estimate of a 64-dim z on batches of 50, σ outgrows the spread of μ here
+    # and the classifier collapses to chance; from the batch's Gaussian mixture σ stays near its initial value.
+    pytest.importorskip("mireg_ssge")
+    raw: dict[str, Any] = {
+        "task": {"name": "ib", "options": {"method": "mi", "beta": 0.1}},
+        "data": {"name": "digits", "options": {}},
+        "model": {"hidden": [128], "z_dim": 64},
+        "estimator": {"name": "mige", "options": {"score": "ssge"}},
+        "train": {"epochs": 5, "batch_size": 50, "seed": 0, "optimizer": "adam", "lr": 1e-3, "threads": 1},
+        "eval": {"samples": 4},
+    }
+    run = resolve(parse_config(raw))
+    results = Trainer(run, tmp_path, progress=False).run()
+    data = run.dataset.load()
+    network = IBNetwork(data.input_dim, data.classes, run.model, None)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")["module"]
+    network.load_state_dict({k: v for k, v in state.items() if not k.startswith("estimator.")})
+    with torch.no_grad():
+        mean, log_var = network.encode(data.test.x)
+    spread = float((0.5 * log_var).exp().mean() / mean.std(0).mean())
+    assert spread < 0.1, f"mean σ / mean sd(μ) = {spread:.3g} on the test split: σ ran away"
+    assert results["metrics"]["test_error"] < 0.2

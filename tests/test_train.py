@@ -131,13 +131,27 @@ def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
 
 def test_results_table_shows_what_the_task_describes() -> None:
     results = {
-        "task": "dim", "pair": "conv", "prior_matching": False, "estimator": "jsd", "dataset": "digits",
-        "seed": 0, "epochs": 1, "runtime_s": 2.0,
+        "task": "dim",
+        "pair": "conv",
+        "prior_matching": False,
+        "estimator": "jsd",
+        "dataset": "digits",
+        "seed": 0,
+        "epochs": 1,
+        "runtime_s": 2.0,
         "metrics": {"test_acc_y": 0.5, "test_acc_conv": 0.75, "val_acc_y": 0.25, "train_loss": 1.0},
     }
     rows = results_table(results, DIM()).splitlines()[2:]
     assert rows == [
-        "| task | dim |", "| pair | conv |", "| prior_matching | False |", "| estimator | jsd |",
-        "| dataset | digits |", "| seed | 0 |", "| epochs | 1 |",
-        "| test_acc_y | 0.5 |", "| test_acc_conv | 0.75 |", "| val_acc_y | 0.25 |", "| runtime | 2.0 s |",
+        "| task | dim |",
+        "| pair | conv |",
+        "| prior_matching | False |",
+        "| estimator | jsd |",
+        "| dataset | digits |",
+        "| seed | 0 |",
+        "| epochs | 1 |",
+        "| test_acc_y | 0.5 |",
+        "| test_acc_conv | 0.75 |",
+        "| val_acc_y | 0.25 |",
+        "| runtime | 2.0 s |",
     ]

@@ -14,8 +14,9 @@ The rows are shuffled (``seed``) and cut into three disjoint splits:
 The stopping step is chosen on the validation rows, so the validation value of the kept
 parameters is the maximum of noisy numbers and biased upwards; the test rows played no part in
 any choice, so ``value`` is not. An estimator without parameters (nothing to train, e.g. MIGE's
-heat-flow value) is evaluated on batches of all rows: no row was used to fit it. Bound values depend on the batch size (InfoNCE is at most
-log B), so evaluation batches have the training batch size.
+heat-flow value) is evaluated on batches of all rows: no row was used to fit it. Bound values
+depend on the batch size (InfoNCE is at most log B), so evaluation batches have the training
+batch size.
 """
 
 from __future__ import annotations

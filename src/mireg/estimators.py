@@ -98,8 +98,7 @@ def check_samples(samples: object, at: object = None, *, batched: bool = False) 
         )
     if points.dtype != x.dtype or points.device != x.device:
         raise ValueError(
-            f"at ({points.dtype}, {points.device}) must have the dtype and device of samples "
-            f"({x.dtype}, {x.device})"
+            f"at ({points.dtype}, {points.device}) must have the dtype and device of samples ({x.dtype}, {x.device})"
         )
     check_finite(points, "at")
     return x, points
@@ -120,8 +119,7 @@ def check_pair(x: object, z: object) -> tuple[Tensor, Tensor]:
         raise ValueError(f"x and z need a batch dimension, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[0] != b.shape[0]:
         raise ValueError(
-            f"x and z must hold the same number of samples (paired rows), got batch sizes "
-            f"{a.shape[0]} and {b.shape[0]}"
+            f"x and z must hold the same number of samples (paired rows), got batch sizes {a.shape[0]} and {b.shape[0]}"
         )
     if a.shape[0] < 2:
         raise ValueError(f"MI estimation needs a batch of at least 2 samples, got {a.shape[0]}")
@@ -299,6 +297,10 @@ class MIGradientEstimator(_Described, nn.Module):
     gather_across_ranks: ClassVar[bool] = True
     #: Whether ``mi(x, z, log_var=...)`` takes the log-variances of a Gaussian encoder q(z|x) (Circumstance III).
     accepts_log_var: ClassVar[bool] = False
+    #: Whether ``mi(x, z, mean=..., log_var=...)`` also takes that encoder's means (with them the batch's
+    #: marginal of z is a known Gaussian mixture); separate from ``accepts_log_var`` so estimators declaring
+    #: only that keep working.
+    accepts_mean: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()

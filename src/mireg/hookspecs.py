@@ -62,4 +62,3 @@ HOOK_KINDS: dict[str, str] = {
     "register_mi_gradient_estimators": "mi_gradient",
     "register_tasks": "task",
 }
-

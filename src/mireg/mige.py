@@ -12,6 +12,9 @@ therefore has gradient ∇_ψ H(z) (``sg`` = detach). MIGE combines such terms:
   input needs no gradient (the data side in Circumstance I) is skipped.
 * Circumstance III (stochastic encoder): ∇I(x; z) = ∇H(z) − ∇H(z|x), the conditional term
   given analytically (Gaussian encoder: H(z|x) = E[Σ log σ] + const) or by a conditional score.
+  Given the Gaussian encoder's means too, the marginal of the batch is the mixture
+  q̂(z) = (1/M) Σ_j N(z; μ_j, diag σ_j²), whose entropy H(q̂) = −E[log q̂(z)] is differentiated exactly,
+  through the samples and the components (:func:`gaussian_mixture_gradients`).
 * Scalable SSGE: the data side is projected by a random ``[k, d]`` matrix (paper eq. 18-19).
 
 Calibration (the default, ``calibrate="affine"``): the estimated score is corrected to satisfy
@@ -57,6 +60,7 @@ from mireg.projection import flip_columns, random_projection
 Precondition = Literal["auto", "full", "diag", "none"]
 PRECONDITIONS = ("auto", "full", "diag", "none")
 Calibrate = Literal["affine", "scale", "none"]
+Marginal = Literal["mixture", "score"]
 #: Smallest batch :func:`preconditioned_score` standardises (two samples standardise to ±1 everywhere).
 MIN_PRECONDITIONED_BATCH = 3
 #: Batches above this size fit MIGE's score estimates on this many landmark rows (benchmarks/results/mige_speed.md).
@@ -65,6 +69,8 @@ DEFAULT_LANDMARKS = 512
 #: bandwidth is within 5% on the Gaussians, where 1x is not, and much nearer on benchmark-mi's tasks than 2x
 #: (benchmarks/results/mi_values.md, bmi_suite.md).
 VALUE_SCORE_DEFAULTS: dict[str, dict[str, Any]] = {"stein": {"bandwidth_multiplier": 1.5}}
+#: Entries (rows × components × coordinates) in one block of :func:`gaussian_mixture_gradients`.
+MIXTURE_BLOCK = 1 << 22
 
 
 def _build_score(
@@ -287,6 +293,53 @@ def _landmark_rows(m: int, count: int, device: torch.device) -> Tensor:
     return torch.div(torch.arange(count, device=device) * m, count, rounding_mode="floor")
 
 
+def gaussian_mixture_gradients(z: Tensor, mean: Tensor, log_var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The gradients of Σ_i log q̂(z_i) for the Gaussian mixture q̂ = (1/N) Σ_j N(μ_j, diag σ_j²).
+
+    With w_ij = softmax_j log N(z_i; μ_j, σ_j²) (taken in log space: the densities underflow when
+    σ is small against the spread of μ) and r_ij = (z_i − μ_j) / σ_j²:
+
+    * w.r.t. z_i, the score ∇ log q̂(z_i) = −Σ_j w_ij r_ij;
+    * w.r.t. μ_j, Σ_i w_ij r_ij;
+    * w.r.t. log σ_j², Σ_i w_ij (r_ij ⊙ (z_i − μ_j) − 1) / 2.
+
+    Computed from the differences z_i − μ_j, not the expanded quadratic, which cancels
+    catastrophically when σ is small; in blocks of rows of at most :data:`MIXTURE_BLOCK` entries
+    (memory O(block), time O(M N d)). Half precision is computed in float32.
+
+    Args:
+        z: ``[M, d]`` points.
+        mean: ``[N, d]`` means μ_j of the components.
+        log_var: ``[N, d]`` their log-variances log σ_j².
+    Returns:
+        ``([M, d], [N, d], [N, d])``: the three gradients, detached, in the dtypes of the inputs.
+    Raises:
+        NonFiniteError: σ_j² or the gradients outside the range of the dtype.
+    """
+    with torch.no_grad():
+        dtype = compute_dtype(z.dtype)
+        points, centres, log_variance = (t.detach().to(dtype) for t in (z, mean, log_var))
+        precision = (-log_variance).exp()  # [N, d]
+        check_finite(precision, "1 / σ² = exp(−log_var) (log_var is too small for the dtype)")
+        log_norm = 0.5 * log_variance.sum(-1)  # [N]; the common −d/2 log 2π cancels in the softmax
+        rows = max(1, MIXTURE_BLOCK // centres.numel())
+        scores = []
+        to_mean = torch.zeros_like(centres)
+        to_log_var = torch.zeros_like(centres)
+        for block in points.split(rows):
+            difference = block[:, None, :] - centres  # [b, N, d]
+            scaled = difference * precision  # r_ij
+            quadratic = difference * scaled  # (z_i − μ_j)² / σ_j²
+            weights = (-0.5 * quadratic.sum(-1) - log_norm).softmax(-1)  # [b, N]
+            scores.append(-torch.einsum("bn,bnd->bd", weights, scaled))
+            to_mean += torch.einsum("bn,bnd->nd", weights, scaled)
+            to_log_var += 0.5 * (torch.einsum("bn,bnd->nd", weights, quadratic) - weights.sum(0)[:, None])
+        score = torch.cat(scores)
+        for value, what in ((score, "z"), (to_mean, "mean"), (to_log_var, "log_var")):
+            check_finite(value, f"the gradient of the batch's Gaussian mixture w.r.t. {what} (σ² or z leave the dtype)")
+    return score.to(z.dtype), to_mean.to(mean.dtype), to_log_var.to(log_var.dtype)
+
+
 def _surrogate(score: Tensor, samples: Tensor) -> Tensor:
     """``−mean_i ⟨score_i, samples_i⟩`` (0-dim) for a detached ``score`` and ``samples`` ``[M, d]``; its
     gradient w.r.t. the samples is −score / M."""
@@ -303,6 +356,21 @@ def _require_gradient(*inputs: Tensor) -> None:
             "to a loss: pass the z that carries the encoder's graph (not z.detach()); MIGE estimates gradients only, "
             "it has no MI value to return"
         )
+
+
+def _like_z(given: object, name: str, z: Tensor) -> Tensor:
+    """``given`` reshaped to z's ``[B, dz]`` after checking it is a finite floating tensor of z's
+    shape (or z's unflattened shape); ``name`` is the keyword it came by."""
+    if not isinstance(given, Tensor) or not given.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point torch.Tensor with the shape of z, got {given!r:.80}")
+    if given.ndim < 1 or given.shape[0] != z.shape[0] or given[0].numel() != z.shape[1]:
+        raise ValueError(
+            f"{name} must have the shape of z ({z.shape[0]} rows of {z.shape[1]} values once flattened, as z is "
+            f"used), got shape {tuple(given.shape)}"
+        )
+    given = given.reshape(z.shape)
+    check_finite(given, name)
+    return given
 
 
 def _warn(error: CalibrationError, stacklevel: int = 5) -> None:
@@ -353,7 +421,13 @@ class MIGE(MIGradientEstimator):
     ``mi(x, z)`` returns a surrogate whose autograd gradient is the MIGE estimate of ∇I(x; z)
     (its value is not an MI estimate; ``estimate`` gives the MI value by the heat-flow identity,
     :mod:`mireg.heat_flow`). With ``log_var`` or ``conditional_score`` it uses Circumstance III,
-    ∇H(z) − ∇H(z|x), for stochastic encoders.
+    ∇H(z) − ∇H(z|x), for stochastic encoders. Given ``mean`` and ``log_var`` of a Gaussian encoder,
+    ∇H(z) comes by default (``marginal="mixture"``) from the batch's mixture
+    q̂ = (1/M) Σ_j N(μ_j, diag σ_j²), its entropy −E[log q̂(z)] differentiated exactly through the
+    samples and the components, not from a score estimate: a kernel estimate from M ≈ K samples
+    of a K-dimensional z recovers only a fraction of the score, so ∇H(z) comes out too weak
+    against the exact −∇H(z|x) and σ grows without bound at large IB weights β; and the sample
+    term alone (the detached score) carries noise of size 1/σ that the component term cancels.
 
     Defaults were chosen on the correlated-Gaussian toy (``benchmarks/toy_gradient.py``; the
     comparison of settings is in ``benchmarks/results/toy_gradient.md``).
@@ -379,11 +453,13 @@ class MIGE(MIGradientEstimator):
       value_score_options: options of `value_score`, over VALUE_SCORE_DEFAULTS and its plugin's whitened_options
       value_t_min, value_t_max, value_points_per_decade: the log-spaced grid of noise variances of `estimate`
       value_draws: noise draws `estimate` averages over
-      value_batch: `estimate` splits larger batches into chunks of at least this many rows and averages (cost linear in B)
+      value_batch: `estimate` values chunks of at least this many rows of a larger batch and averages (linear in B)
+      marginal: given mean and log_var, ∇H(z) of the batch's Gaussian mixture ("mixture", exact) or by `score` ("score")
     """
 
     name = "mige"
     accepts_log_var = True
+    accepts_mean = True
     #: Whether this instance has warned that a score estimate could not be calibrated.
     _calibration_warned = False
     #: MIGE gathers across ranks itself: only what it uses, and the data side after projection.
@@ -413,6 +489,7 @@ class MIGE(MIGradientEstimator):
         value_points_per_decade: Annotated[float, Range(0, low_open=True)] = 2.0,
         value_draws: Annotated[int, Range(1)] = 1,
         value_batch: Annotated[int, Range(MIN_PRECONDITIONED_BATCH)] | None = 512,
+        marginal: Marginal = "mixture",
     ) -> None:
         check_options(MIGE, locals())
         if value_score is None and value_score_options:
@@ -440,6 +517,7 @@ class MIGE(MIGradientEstimator):
         self.value_draws = value_draws
         self.value_batch = value_batch
         self._value_estimator: ScoreEstimator | None = None
+        self.marginal: Marginal = marginal
         # One estimator per entropy term: parametric ones (score networks) learn each density.
         terms = ("x", "z", "joint")
         estimators = {t: prototype if not prototype.parametric else copy.deepcopy(prototype) for t in terms}
@@ -491,7 +569,13 @@ class MIGE(MIGradientEstimator):
         return x @ matrix.T
 
     def forward(
-        self, x: Tensor, z: Tensor, *, log_var: Tensor | None = None, conditional_score: Tensor | None = None
+        self,
+        x: Tensor,
+        z: Tensor,
+        *,
+        log_var: Tensor | None = None,
+        mean: Tensor | None = None,
+        conditional_score: Tensor | None = None,
     ) -> Tensor:
         """Surrogate for ∇I(x; z).
 
@@ -500,16 +584,24 @@ class MIGE(MIGradientEstimator):
             z: ``[B, dz]`` representation (reparameterised samples for a stochastic encoder).
             log_var: ``[B, dz]`` (or z's unflattened shape, flattened alike) log-variances of a
                 Gaussian encoder q(z|x) (Circumstance III, analytic conditional entropy).
+            mean: ``[B, dz]`` (or z's unflattened shape) means of that Gaussian encoder, with
+                ``log_var`` only: the batch's mixture gives ∇H(z) (see the ``marginal`` option).
             conditional_score: ``[B, dz]`` (or z's unflattened shape) ∇_z log q(z|x) at ``z``
                 (Circumstance III with a conditional score from any source).
         Returns:
             A 0-dim tensor whose gradient estimates ∇I(x; z).
         Raises:
             ValueError: with gradients enabled, when no input requires a gradient (the surrogate
-                would be a constant; ``estimate`` is the way to ask for values).
+                would be a constant; ``estimate`` is the way to ask for values); ``mean`` without
+                ``log_var``; a ``log_var``, ``mean`` or ``conditional_score`` not shaped like z.
         """
+        if mean is not None and log_var is None:
+            raise ValueError(
+                "mean (the means of a Gaussian encoder q(z|x)) needs the encoder's log-variances as well: "
+                "mi(x, z, mean=mean, log_var=log_var)"
+            )
         if log_var is not None or conditional_score is not None:
-            return self._stochastic(z, log_var, conditional_score)
+            return self._stochastic(z, log_var, mean, conditional_score)
         _require_gradient(x, z)
         a, z = gather_rows(self._project(x)), gather_rows(z)  # the data side travels projected
         total = z.new_zeros(())
@@ -522,24 +614,25 @@ class MIGE(MIGradientEstimator):
             total = total - self._entropy("joint", joint)
         return total
 
-    def _stochastic(self, z: Tensor, log_var: Tensor | None, conditional_score: Tensor | None) -> Tensor:
+    def _stochastic(
+        self, z: Tensor, log_var: Tensor | None, mean: Tensor | None, conditional_score: Tensor | None
+    ) -> Tensor:
         if log_var is not None and conditional_score is not None:
             raise ValueError("give either log_var (Gaussian encoder) or conditional_score, not both")
-        given = log_var if log_var is not None else conditional_score
-        name = "log_var" if log_var is not None else "conditional_score"
-        if not isinstance(given, Tensor) or not given.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point torch.Tensor with the shape of z, got {given!r:.80}")
-        if given.ndim < 1 or given.shape[0] != z.shape[0] or given[0].numel() != z.shape[1]:
-            raise ValueError(
-                f"{name} must have the shape of z ({z.shape[0]} rows of {z.shape[1]} values once flattened, as z is "
-                f"used), got shape {tuple(given.shape)}"
-            )
-        given = given.reshape(z.shape)
-        check_finite(given, name)
-        _require_gradient(z, given)
-        z, given = gather_rows(z), gather_rows(given)  # x is not needed
-        log_var, conditional_score = (given, None) if log_var is not None else (None, given)
-        marginal = self._entropy("z", z)
+        if log_var is not None:
+            log_var = gather_rows(_like_z(log_var, "log_var", z))
+            mean = None if mean is None else gather_rows(_like_z(mean, "mean", z))
+            _require_gradient(z, log_var, *([] if mean is None else [mean]))
+        else:
+            conditional_score = gather_rows(_like_z(conditional_score, "conditional_score", z))
+            _require_gradient(z, conditional_score)
+        z = gather_rows(z)  # x is not needed
+        if mean is not None and log_var is not None and self.marginal == "mixture":
+            # H(q̂) = −E[log q̂(z)], differentiated through the samples and the components alike
+            score, to_mean, to_log_var = gaussian_mixture_gradients(z, mean, log_var)
+            marginal = _surrogate(score, z) + _surrogate(to_mean, mean) + _surrogate(to_log_var, log_var)
+        else:
+            marginal = self._entropy("z", z)
         if log_var is not None:  # H(z|x) = E_x[Σ_j log σ_j(x)] + const
             conditional = 0.5 * log_var.sum(-1).mean()
         else:  # ∇H(z|x) = −E[s(z|x)ᵀ ∂z/∂ψ]

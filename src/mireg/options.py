@@ -235,9 +235,7 @@ def validate_options(cls: type, options: Mapping[str, Any], *, where: str = "") 
         spec = specs.get(key)
         if spec is None:
             hint = did_you_mean(key, specs)
-            raise OptionError(
-                f"unknown option {where}{key} for {label!r}.{hint} {_listing(specs)}"
-            )
+            raise OptionError(f"unknown option {where}{key} for {label!r}.{hint} {_listing(specs)}")
         checked[key] = _check(spec, value, label, where, specs)
     missing = [spec.name for spec in specs.values() if spec.required and spec.name not in options]
     if missing:

@@ -228,9 +228,7 @@ class Registry:
                 f"{hook!r} is not a mireg hook.{hint} (hooks: {', '.join(hookspecs.HOOK_KINDS)})"
             ) from error
 
-    def _registrar(
-        self, kind: str, distribution: str, version: str, added: list[EstimatorInfo]
-    ) -> hookspecs.Register:
+    def _registrar(self, kind: str, distribution: str, version: str, added: list[EstimatorInfo]) -> hookspecs.Register:
         def register(cls: type, aliases: Iterable[str] = ()) -> None:
             base = _BASES.get(kind)
             if not isinstance(cls, type) or (base is not None and not issubclass(cls, base)):
@@ -290,8 +288,7 @@ class Registry:
         if len(entries) > 1:
             both = ", ".join(repr(e.qualified_name) for e in entries)
             raise AmbiguousEstimatorError(
-                f"{_KIND_WORDS[kind]} name {short!r} is registered by several plugins; "
-                f"choose one of {both}"
+                f"{_KIND_WORDS[kind]} name {short!r} is registered by several plugins; choose one of {both}"
             )
         raise UnknownEstimatorError(self._unknown_message(kind, name))
 

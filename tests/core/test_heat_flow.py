@@ -211,7 +211,7 @@ def test_mige_estimate_averages_chunks_of_value_batch_rows() -> None:
     mi = mireg.mi_gradient_estimator("mige", score=GaussianScore(), value_score=None, value_batch=64)
     chunks = [
         float(gaussian_plugin_mi(normal_scores(a), normal_scores(b)))
-        for a, b in zip(x.tensor_split(3), y.tensor_split(3))
+        for a, b in zip(x.tensor_split(3), y.tensor_split(3), strict=True)
     ]
     assert float(mi.estimate(x, y)) == pytest.approx(sum(chunks) / 3, abs=1e-9)
     whole = mireg.mi_gradient_estimator("mige", score=GaussianScore(), value_score=None, value_batch=None)

@@ -162,6 +162,7 @@ def _plugin_registering(cls: type) -> object:
 
 def test_capabilities_are_declared() -> None:
     assert MIGE.accepts_log_var and not ZeroMI.accepts_log_var
+    assert MIGE.accepts_mean and not ZeroMI.accepts_mean
     assert ZeroMI.min_batch_size() == 2
     assert MIGE.min_batch_size() == MIGE.min_batch_size({"precondition": "diag"}) == 3
     assert MIGE.min_batch_size({"precondition": "none"}) == 2

@@ -6,14 +6,19 @@ dI/dρ = ρd/(1−ρ²). With the exact scores the surrogate gradient is an unbi
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import GaussianScore
 from torch import Tensor
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 import mireg
+import mireg.mige
 from mireg.api import entropy_surrogate as public_entropy_surrogate
-from mireg.mige import MIGE, entropy_surrogate, preconditioned_score, stein_calibrate
+from mireg.errors import NonFiniteError, OptionError
+from mireg.mige import MIGE, entropy_surrogate, gaussian_mixture_gradients, preconditioned_score, stein_calibrate
 from mireg.projection import random_projection
 from mireg.testing import correlated_gaussian_mi_grad, correlated_gaussians
 
@@ -124,6 +129,98 @@ def test_stochastic_encoder_uses_the_analytic_conditional() -> None:
     )
     torch.testing.assert_close(mu.grad, expected_mu_grad)
     torch.testing.assert_close(log_var.grad, expected_lv_grad)
+
+
+def _mixture(mean: Tensor, log_var: Tensor) -> MixtureSameFamily:
+    """(1/M) Σ_j N(μ_j, diag σ_j²) for ``mean``, ``log_var`` ``[M, d]``, by torch.distributions."""
+    weights = Categorical(torch.ones(mean.shape[0], dtype=mean.dtype))
+    return MixtureSameFamily(weights, Independent(Normal(mean, (0.5 * log_var).exp()), 1))
+
+
+def _encoder_batch(m: int, d: int, spread: float, log_var: float, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Leaf ``mean`` (rows spread·N(0, I)) and ``log_var`` (all ``log_var``) ``[m, d]`` and the noise ε, float64."""
+    generator = torch.Generator().manual_seed(seed)
+    mean = (spread * torch.randn(m, d, generator=generator, dtype=torch.float64)).requires_grad_()
+    variance = torch.full((m, d), log_var, dtype=torch.float64, requires_grad=True)
+    return mean, variance, torch.randn(m, d, generator=generator, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("block", [mireg.mige.MIXTURE_BLOCK, 3 * 7 * 3])  # one block; blocks of 3 rows
+def test_mixture_gradients_are_autograd_of_the_mixture_log_density(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mireg.mige, "MIXTURE_BLOCK", block)
+    generator = torch.Generator().manual_seed(11)
+    mean = torch.randn(7, 3, generator=generator, dtype=torch.float64).requires_grad_()
+    log_var = torch.randn(7, 3, generator=generator, dtype=torch.float64).requires_grad_()
+    z = (mean + (0.5 * log_var).exp() * torch.randn(7, 3, generator=generator, dtype=torch.float64)).detach()
+    z.requires_grad_()
+    expected = torch.autograd.grad(_mixture(mean, log_var).log_prob(z).sum(), [z, mean, log_var])
+    for got, want in zip(gaussian_mixture_gradients(z, mean, log_var), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_mige_with_means_differentiates_the_mixture_entropy_minus_the_conditional() -> None:
+    # The surrogate's gradient is that of −mean_i log q̂(z_i) − mean_i Σ_k log σ_ik, z_i = μ_i + σ_i ε_i.
+    mean, log_var, eps = _encoder_batch(9, 4, 1.0, -1.0, seed=12)
+    with torch.no_grad():
+        log_var += 0.5 * torch.randn(9, 4, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    z = mean + (0.5 * log_var).exp() * eps
+    got = torch.autograd.grad(
+        MIGE(score=GaussianScore())(z, z, mean=mean, log_var=log_var), [mean, log_var], retain_graph=True
+    )
+    mixture_information = -_mixture(mean, log_var).log_prob(z).mean() - 0.5 * log_var.sum(-1).mean()
+    for g, want in zip(got, torch.autograd.grad(mixture_information, [mean, log_var]), strict=True):
+        torch.testing.assert_close(g, want, rtol=0, atol=1e-12)
+
+
+def test_equal_components_give_the_gaussian_closed_form() -> None:
+    # All μ_j and σ_j equal: q̂ = N(μ, σ²), w_ij = 1/M, and per row k (exact for every draw of ε)
+    #   ∂Î/∂μ_k = (ε_k − ε̄)/(σ M),   ∂Î/∂log σ_k² = (ε_k² − mean_i ε_i²)/(2M),
+    # whose sums over the rows are 0: H(N(μ, σ²)) − Σ log σ is invariant to a common shift and scale.
+    m, d = 32, 5
+    mean, log_var, eps = _encoder_batch(m, d, 0.0, -2.0, seed=14)
+    with torch.no_grad():
+        mean += 0.7
+    z = mean + (0.5 * log_var).exp() * eps
+    grad_mean, grad_log_var = torch.autograd.grad(
+        MIGE(score=GaussianScore())(z, z, mean=mean, log_var=log_var), [mean, log_var]
+    )
+    sigma = math.exp(-1.0)
+    torch.testing.assert_close(grad_mean, (eps - eps.mean(0)) / (sigma * m), rtol=0, atol=1e-12)
+    torch.testing.assert_close(grad_log_var, (eps**2 - (eps**2).mean(0)) / (2 * m), rtol=0, atol=1e-12)
+
+
+def test_separated_components_saturate_and_give_no_gradient() -> None:
+    # σ = 1e-4 against means 10 apart: q̂(z_i) is its own component's density over M, Î = log M, and the
+    # 1/σ-sized sample and component terms (each ~ |ε|/(σM) ≈ 300) cancel to rounding.
+    mean, log_var, eps = _encoder_batch(16, 4, 10.0, 2 * math.log(1e-4), seed=15)
+    z = mean + (0.5 * log_var).exp() * eps
+    mi = MIGE(score=GaussianScore())
+    grads = torch.autograd.grad(mi(z, z, mean=mean, log_var=log_var), [mean, log_var])
+    for grad in grads:
+        torch.testing.assert_close(grad, torch.zeros_like(grad), rtol=0, atol=1e-9)
+    score, _, _ = gaussian_mixture_gradients(z, mean, log_var)  # the sample term alone: −ε/σ
+    torch.testing.assert_close(score, -eps / 1e-4, rtol=1e-9, atol=0)
+
+
+def test_marginal_score_ignores_the_means_and_bad_means_are_refused() -> None:
+    mean, log_var, eps = _encoder_batch(16, 3, 1.0, -1.0, seed=16)
+    z = mean + (0.5 * log_var).exp() * eps
+    by_score = MIGE(score=GaussianScore(), marginal="score")
+    with_mean = torch.autograd.grad(by_score(z, z, mean=mean, log_var=log_var), [mean, log_var], retain_graph=True)
+    without = torch.autograd.grad(by_score(z, z, log_var=log_var), [mean, log_var])
+    for a, b in zip(with_mean, without, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    mi = MIGE(score=GaussianScore())
+    with pytest.raises(ValueError, match="mean .* needs the encoder's log-variances"):
+        mi(z, z, mean=mean)
+    with pytest.raises(ValueError, match="mean must have the shape of z"):
+        mi(z, z, mean=mean[:, :2], log_var=log_var)
+    bad = mean.detach().clone()
+    bad[3, 1] = float("inf")
+    with pytest.raises(NonFiniteError, match="mean contains 1 NaN/Inf"):
+        mi(z, z, mean=bad, log_var=log_var)
+    with pytest.raises(OptionError, match="marginal"):
+        MIGE(score=GaussianScore(), marginal="kde")  # type: ignore[arg-type]
 
 
 def test_conditional_score_form_matches_the_analytic_form_in_expectation() -> None:

@@ -102,8 +102,9 @@ def test_wrong_hook_arguments_fail_loudly(registry: Registry) -> None:
         registrar(GaussianScore)
 
     with pytest.raises(PluginError, match="registrar"):
-        registry.register_plugin(make_plugin("bad", register_score_estimators=register_score_estimators),
-                                 distribution="mireg-bad")
+        registry.register_plugin(
+            make_plugin("bad", register_score_estimators=register_score_estimators), distribution="mireg-bad"
+        )
 
 
 def test_broken_plugin_is_isolated_and_reported(registry: Registry) -> None:

@@ -70,9 +70,9 @@ GOOD_SOURCE = '''
         register(Negative)
 '''
 
-BROKEN_SOURCE = '''
+BROKEN_SOURCE = """
     raise ImportError("this fixture plugin is broken on purpose")
-'''
+"""
 
 
 def _pip(*args: str) -> None:

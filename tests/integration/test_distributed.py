@@ -22,6 +22,7 @@ CASES: dict[str, dict[str, Any]] = {
     "mige": {"name": "mige"},
     "mige-stein": {"name": "mige", "score": "stein"},
     "mige-stochastic": {"name": "mige", "stochastic": True},
+    "mige-mixture": {"name": "mige", "stochastic": True, "mean": True},
     "mine": {"name": "mine"},
     "mine-f": {"name": "mine-f"},
     "infonce": {"name": "infonce"},
@@ -32,7 +33,7 @@ CASES: dict[str, dict[str, Any]] = {
 def gradients(case: str, rows: slice) -> dict[str, torch.Tensor]:
     """Parameter gradients of ``-mi(x, E(x))`` on rows ``rows`` of a fixed global batch."""
     spec = dict(CASES[case])
-    name, stochastic = spec.pop("name"), spec.pop("stochastic", False)
+    name, stochastic, with_mean = spec.pop("name"), spec.pop("stochastic", False), spec.pop("mean", False)
     torch.manual_seed(0)
     x = torch.randn(WORLD * BATCH, 5, dtype=torch.float64)[rows]
     encoder = nn.Linear(5, 6 if stochastic else 3).double()
@@ -40,7 +41,7 @@ def gradients(case: str, rows: slice) -> dict[str, torch.Tensor]:
     if stochastic:
         mean, log_var = encoder(x).chunk(2, dim=1)
         z = mean + (0.5 * log_var).exp() * torch.randn(WORLD * BATCH, 3, dtype=torch.float64)[rows]
-        loss = -mi(x, z, log_var=log_var)
+        loss = -(mi(x, z, log_var=log_var, mean=mean) if with_mean else mi(x, z, log_var=log_var))
     else:
         loss = -mi(x, encoder(x))
     params = dict(encoder.named_parameters()) | {f"mi.{k}": v for k, v in mi.named_parameters()}

@@ -69,8 +69,13 @@ def test_landmark_path_is_the_exact_path_up_to_the_landmark_count(precondition: 
     x = torch.randn(96, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     exact = preconditioned_score(SSGE(), x, precondition=precondition, calibrate="affine")  # type: ignore[arg-type]
     for landmarks in (96, 1000):
-        same = preconditioned_score(SSGE(), x, precondition=precondition, calibrate="affine",  # type: ignore[arg-type]
-                                    landmarks=landmarks)
+        same = preconditioned_score(
+            SSGE(),
+            x,
+            precondition=precondition,
+            calibrate="affine",  # type: ignore[arg-type]
+            landmarks=landmarks,
+        )
         torch.testing.assert_close(same, exact, rtol=0.0, atol=0.0)
 
 

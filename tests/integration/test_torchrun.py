@@ -69,7 +69,9 @@ def test_distributed_without_a_launcher_says_how_to_launch(tmp_path: Path) -> No
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
     result = subprocess.run(
         [sys.executable, "-m", "mireg", "run", str(config(tmp_path, 1)), "--out", str(tmp_path / "x"), "--distributed"],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert result.returncode == 2
     assert "torchrun --nproc_per_node=N -m mireg run CONFIG" in result.stderr
@@ -83,7 +85,9 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(
     out = tmp_path / "single"
     subprocess.run(
         [sys.executable, "-m", "mireg", "run", str(config(tmp_path, 3, batch_size=100)), "--out", str(out)],
-        check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=True,
+        capture_output=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     single = json.loads((out / "results.json").read_text())["metrics"]
     distributed = json.loads((uninterrupted[0] / "results.json").read_text())["metrics"]

@@ -7,8 +7,9 @@ information term depends on ``method``:
 * ``baseline``: deterministic encoder z = μ(x), cross-entropy only;
 * ``vib``: KL(q(z|x) ‖ N(0, I)), the variational upper bound of Alemi et al. (2017);
 * ``mi``: the ``[estimator]`` block's ``mi(x, z)`` (MINE, MIGE, any registered estimator).
-  Estimators whose ``forward`` takes ``log_var`` (MIGE) receive the encoder's log-variances
-  and use Circumstance III, ∇I = ∇H(z) − ∇H(z|x) with the analytic Gaussian conditional.
+  Estimators declaring ``accepts_log_var`` (MIGE) receive the encoder's log-variances and use
+  Circumstance III, ∇I = ∇H(z) − ∇H(z|x) with the analytic Gaussian conditional; those declaring
+  ``accepts_mean`` receive its means too (MIGE: ∇H(z) from the batch's Gaussian mixture).
   The encoder descends β·mi(x, z); the estimator's own parameters (a critic) form the
   ``critic`` group, which ascends mi(x, z).
 
@@ -177,7 +178,10 @@ class IB(Task[IBNetwork, IBModelOptions, IBEvalOptions]):
             estimator = module.estimator
             if estimator is None:
                 raise ValueError("the IB task's method 'mi' needs an [estimator] block")
-            surrogate = estimator(x, z, log_var=log_var) if estimator.accepts_log_var else estimator(x, z)
+            encoder = {"log_var": log_var} if estimator.accepts_log_var else {}
+            if estimator.accepts_mean:
+                encoder["mean"] = mean
+            surrogate = estimator(x, z, **encoder)
             loss = ce + self.beta * surrogate
             losses["critic"] = estimator.training_loss(x, z, value=surrogate)
             metrics["mi_surrogate"] = surrogate.detach()

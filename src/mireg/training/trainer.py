@@ -163,9 +163,7 @@ class Trainer:
         active = [g for g in groups if g in losses and losses[g].requires_grad]
         for index, group in enumerate(active):
             params = groups[group]
-            grads = torch.autograd.grad(
-                losses[group], params, retain_graph=index < len(active) - 1, allow_unused=True
-            )
+            grads = torch.autograd.grad(losses[group], params, retain_graph=index < len(active) - 1, allow_unused=True)
             for param, grad in zip(params, grads, strict=True):
                 param.grad = grad
             average_gradients(params)
