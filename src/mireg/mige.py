@@ -665,12 +665,12 @@ class MIGE(MIGradientEstimator):
         (``ranks=True``), without which heavy-tailed coordinates read as dependence. The score
         estimator is ``value_score`` (Stein by default: more accurate values than SSGE,
         benchmarks/results/mi_values.md). A batch of B rows is split into ⌊B / value_batch⌋ chunks
-        (each of at least ``value_batch`` rows) whose values are averaged, so the cost grows linearly
-        in B. With ``projection_dim`` it is I(R x; z) ≤ I(x; z), the quantity whose gradient ``forward``
-        estimates.
+        (each of at least ``value_batch`` rows, and of the 3 (k + dz) + 2 rows a value needs) whose
+        values are averaged, so the cost grows linearly in B. With ``projection_dim`` it is
+        I(R x; z) ≤ I(x; z), the quantity whose gradient ``forward`` estimates.
 
         Args:
-            x: ``[B, dx]`` data side; z: ``[B, dz]``; every chunk needs 3 (k + dz) + 2 rows, k the projected width.
+            x: ``[B, dx]`` data side; z: ``[B, dz]``; B >= 3 (k + dz) + 2, k the projected width.
         Returns:
             A 0-dim tensor without gradient.
         """
@@ -679,7 +679,8 @@ class MIGE(MIGradientEstimator):
         a, z = gather_rows(self._project(x)), gather_rows(z)
         generator = torch.Generator(device=a.device).manual_seed(self.seed)
         score = self._value_score()
-        chunks = max(1, a.shape[0] // self.value_batch) if self.value_batch is not None else 1
+        fewest = 3 * (a.shape[1] + z.shape[1]) + 2  # rows heat_flow_mi needs; chunks are never smaller
+        chunks = max(1, min(a.shape[0] // self.value_batch, a.shape[0] // fewest)) if self.value_batch else 1
         values = [
             heat_flow_mi(
                 a[rows],

@@ -214,6 +214,13 @@ def test_mige_estimate_averages_chunks_of_value_batch_rows() -> None:
         for a, b in zip(x.tensor_split(3), y.tensor_split(3), strict=True)
     ]
     assert float(mi.estimate(x, y)) == pytest.approx(sum(chunks) / 3, abs=1e-9)
+    wide = torch.randn(200, 20, dtype=F64, generator=torch.Generator().manual_seed(13))  # a value needs 3·22 + 2 rows
+    chunked = mireg.mi_gradient_estimator("mige", score=GaussianScore(), value_score=None, value_batch=16)
+    two = [
+        float(gaussian_plugin_mi(normal_scores(a), normal_scores(b)))
+        for a, b in zip(wide.tensor_split(2), y.tensor_split(2), strict=True)
+    ]
+    assert float(chunked.estimate(wide, y)) == pytest.approx(sum(two) / 2, abs=1e-9)
     whole = mireg.mi_gradient_estimator("mige", score=GaussianScore(), value_score=None, value_batch=None)
     assert float(whole.estimate(x, y)) == pytest.approx(
         float(gaussian_plugin_mi(normal_scores(x), normal_scores(y))), abs=1e-9
