@@ -9,7 +9,7 @@ the same rows for every estimator:
 * the warped toy: every coordinate of x and y of the same problems mapped by t ↦ t + 0.4 t³
   (invertible per coordinate, so I is unchanged and the joint is not Gaussian).
 
-Estimators (``ESTIMATORS``; a new column is one more entry, a function of (x, y, seed) -> nats):
+Estimators (``estimators()``; a new column is one more entry, a function of (x, y, seed) -> nats):
 
 * ``mige``: ``mireg.estimate_mi(x, y, "mige")``, the heat-flow value of ``MIGE.estimate`` with its
   default value score (Stein), averaged over batches of ``--m`` rows (default 512) of all rows;
@@ -19,9 +19,9 @@ Estimators (``ESTIMATORS``; a new column is one more entry, a function of (x, y,
 * ``gaussian plug-in``: ½ log det ratio of the sample covariances of all rows minus its exact
   Wishart bias (:func:`mireg.heat_flow.gaussian_plugin_mi`), exact in the mean on the Gaussians;
 * ``bmi ksg``, ``bmi cca``: benchmark-mi's KSG and CCA on the same rows, read from
-  ``results/bmi_baselines.json``. They run in benchmark-mi's environment (``bmi_tasks.py``): this
-  script writes every data set to ``benchmarks/.bmi-samples/`` as task ``mireg-<problem>-<d>-<ρ>``
-  (``--export`` writes them and stops), then::
+  ``results/bmi_baselines.json`` when the tables are written. They run in benchmark-mi's
+  environment (``bmi_tasks.py``): this script writes every data set to ``benchmarks/.bmi-samples/``
+  as task ``mireg-<problem>-<d>-<ρ>`` (``--export`` writes them and stops), then::
 
       benchmarks/.bmi-venv/bin/python benchmarks/bmi_tasks.py --stage baselines --estimators ksg,cca \
           --tasks $(python benchmarks/mi_values.py --list-tasks)
@@ -63,8 +63,10 @@ from mireg.heat_flow import gaussian_plugin_mi
 from mireg.testing import correlated_gaussian_mi, correlated_gaussians
 
 RESULTS = Path(__file__).parent / "results"
-#: (x, y, seed, task id) -> nats
-Estimator = Callable[[Tensor, Tensor, int, str], float]
+#: benchmark-mi's estimators shown beside mireg's (run by bmi_tasks.py on the exported data sets).
+BMI_COLUMNS = ("ksg", "cca")
+#: (x, y, seed) -> nats
+Estimator = Callable[[Tensor, Tensor, int], float]
 
 
 def warp(t: Tensor) -> Tensor:
@@ -75,26 +77,29 @@ def warp(t: Tensor) -> Tensor:
 def estimate_mi_value(name: str, m: int, **options: Any) -> Estimator:
     """``mireg.estimate_mi`` with ``name`` (batches of ``m`` rows for MIGE, measured defaults otherwise)."""
 
-    def run(x: Tensor, y: Tensor, seed: int, task: str) -> float:
+    def run(x: Tensor, y: Tensor, seed: int) -> float:
         batch = {"batch_size": m} if name == "mige" else {}
         return mireg.estimate_mi(x, y, name, options=options or None, seed=seed, **batch).value
 
     return run
 
 
-def plugin(x: Tensor, y: Tensor, seed: int, task: str) -> float:
+def plugin(x: Tensor, y: Tensor, seed: int) -> float:
     return float(gaussian_plugin_mi(x.double(), y.double()))
 
 
-def bmi_baseline(name: str) -> Estimator:
-    """benchmark-mi's ``name`` on the exported rows, from ``bmi_baselines.json`` (NaN until it has run)."""
-
-    def run(x: Tensor, y: Tensor, seed: int, task: str) -> float:
-        rows = json.loads(BMI_BASELINES.read_text())["rows"] if BMI_BASELINES.exists() else []
-        found = [r["estimate"] for r in rows if (r["task"], r["seed"], r["estimator"]) == (task, seed, name)]
-        return found[0] if found else math.nan
-
-    return run
+def bmi_rows(kind: str, d: int, rho: float, n: int, seeds: int) -> list[dict]:
+    """benchmark-mi's KSG and CCA on this problem's exported data sets, from ``bmi_baselines.json``
+    (rows like :func:`run_problem`'s; none until ``bmi_tasks.py`` has run on every seed)."""
+    found = json.loads(BMI_BASELINES.read_text())["rows"] if BMI_BASELINES.exists() else []
+    out = []
+    for name in BMI_COLUMNS:
+        picked = {r["seed"]: r for r in found if (r["task"], r["estimator"]) == (task_id(kind, d, rho), name)}
+        if all(seed in picked for seed in range(seeds)):
+            values = [picked[seed]["estimate"] for seed in range(seeds)]
+            seconds = [picked[seed]["seconds"] for seed in range(seeds)]
+            out.append(row(kind, d, rho, n, f"bmi {name}", values, seconds))
+    return out
 
 
 def estimators(m: int) -> dict[str, Estimator]:
@@ -104,8 +109,6 @@ def estimators(m: int) -> dict[str, Estimator]:
         "infonce": estimate_mi_value("infonce", m),
         "mine": estimate_mi_value("mine", m),
         "gaussian plug-in": plugin,
-        "bmi ksg": bmi_baseline("ksg"),
-        "bmi cca": bmi_baseline("cca"),
     }
 
 
@@ -133,37 +136,35 @@ def export(kind: str, d: int, rho: float, n: int, seed: int) -> None:
 
 def run_problem(kind: str, d: int, rho: float, n: int, seeds: int, chosen: dict[str, Estimator]) -> list[dict]:
     """One row per estimator: the mean (and spread) over seeds and seconds per estimate."""
-    truth = correlated_gaussian_mi(d, rho)
     values: dict[str, list[float]] = {name: [] for name in chosen}
     seconds: dict[str, list[float]] = {name: [] for name in chosen}
     for seed in range(seeds):
         x, y = sample(kind, n, d, rho, seed)
         for name, estimate in chosen.items():
             start = time.perf_counter()
-            values[name].append(estimate(x, y, seed, task_id(kind, d, rho)))
+            values[name].append(estimate(x, y, seed))
             seconds[name].append(time.perf_counter() - start)
-    rows = []
-    for name in chosen:
-        if any(math.isnan(v) for v in values[name]):  # benchmark-mi's rows for these data sets are not there yet
-            continue
-        mean = statistics.fmean(values[name])
-        rows.append(
-            {
-                "problem": kind,
-                "d": d,
-                "rho": rho,
-                "n": n,
-                "estimator": name,
-                "truth": truth,
-                "values": values[name],
-                "mean": mean,
-                "std": statistics.stdev(values[name]) if seeds > 1 else 0.0,
-                "error": mean - truth,
-                "relative_error": (mean - truth) / truth if truth > 0 else None,
-                "seconds": statistics.fmean(seconds[name]),
-            }
-        )
-    return rows
+    return [row(kind, d, rho, n, name, values[name], seconds[name]) for name in chosen]
+
+
+def row(kind: str, d: int, rho: float, n: int, name: str, values: list[float], seconds: list[float]) -> dict:
+    """The JSON row of one estimator on one problem: mean (and spread) over seeds, seconds per estimate."""
+    truth = correlated_gaussian_mi(d, rho)
+    mean = statistics.fmean(values)
+    return {
+        "problem": kind,
+        "d": d,
+        "rho": rho,
+        "n": n,
+        "estimator": name,
+        "truth": truth,
+        "values": values,
+        "mean": mean,
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "error": mean - truth,
+        "relative_error": (mean - truth) / truth if truth > 0 else None,
+        "seconds": statistics.fmean(seconds),
+    }
 
 
 def timing(rounds: int) -> dict[str, dict[str, float]]:
@@ -211,10 +212,10 @@ def relative(row: dict) -> str:
     return f"{100 * row['relative_error']:+.1f}%"
 
 
-def markdown(rows: list[dict], summaries: dict, timings: dict | None, args: argparse.Namespace) -> str:
+def markdown(rows: list[dict], summaries: dict, timings: dict | None, meta: dict) -> str:
     lines = [
-        f"`python benchmarks/mi_values.py`: data sets of {args.n} rows, {args.seeds} seed(s); MIGE's heat-flow "
-        f"batches of {args.m} rows; one torch thread. Mean and std over seeds.",
+        f"`python benchmarks/mi_values.py`: data sets of {meta['n']} rows, {meta['seeds']} seed(s); MIGE's heat-flow "
+        f"batches of {meta['m']} rows; one torch thread. Mean and std over seeds.",
         "",
         "| problem | d | ρ | truth | estimator | mean | std | rel. error | s / estimate |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -294,10 +295,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--n", type=int, default=5000, help="rows of each data set")
     parser.add_argument("--m", type=int, default=512, help="rows of MIGE's heat-flow batches")
-    parser.add_argument("--estimators", nargs="+", help="names of ESTIMATORS (default: all)")
+    parser.add_argument("--estimators", nargs="+", help="columns of estimators() (default: all)")
     parser.add_argument("--timing", type=int, default=5, help="rounds of the d = 5 + 5 timing (0: none)")
     parser.add_argument("--export", action="store_true", help="write the data sets for bmi_tasks.py and stop")
     parser.add_argument("--list-tasks", action="store_true", help="print the exported task ids, comma-separated")
+    parser.add_argument("--report", action="store_true", help="rewrite the tables from the JSON (with bmi's rows)")
     parser.add_argument("--out", type=Path, default=RESULTS / "mi_values")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -319,17 +321,21 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown estimator(s) {unknown}; choose from {', '.join(available)}")
     chosen = {n: available[n] for n in names}
+    if args.report:
+        payload = json.loads(args.out.with_suffix(".json").read_text())
+        rows = [r for r in payload["rows"] if not r["estimator"].startswith("bmi ")]
+        write(rows, payload["timing"], payload["meta"], args)
+        return
     rows = []
     for kind, d, rho in problems(args):
-        for row in run_problem(kind, d, rho, args.n, args.seeds, chosen):
-            rows.append(row)
+        for result in run_problem(kind, d, rho, args.n, args.seeds, chosen):
+            rows.append(result)
             print(
-                f"{kind:8s} d={d:2d} rho={rho:<4} {row['estimator']:20s} {row['mean']:8.3f} vs "
-                f"{row['truth']:8.3f} ({relative(row)}, {row['seconds']:.2f} s)",
+                f"{kind:8s} d={d:2d} rho={rho:<4} {result['estimator']:20s} {result['mean']:8.3f} vs "
+                f"{result['truth']:8.3f} ({relative(result)}, {result['seconds']:.2f} s)",
                 flush=True,
             )
     timings = timing(args.timing) if args.timing else None
-    summaries = summary(rows)
     meta = {
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -339,12 +345,19 @@ def main() -> None:
         "seeds": args.seeds,
         "load_average": list(os.getloadavg()),
     }
+    write(rows, timings, meta, args)
+
+
+def write(rows: list[dict], timings: dict | None, meta: dict, args: argparse.Namespace) -> None:
+    """``rows`` with benchmark-mi's rows for the same data sets, as JSON, Markdown and PNG."""
+    rows = rows + [r for p in problems(args) for r in bmi_rows(*p, meta["n"], meta["seeds"])]
+    summaries = summary(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "rows": rows, "summary": summaries, "timing": timings}
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(rows, summaries, timings, args))
+    args.out.with_suffix(".md").write_text(markdown(rows, summaries, timings, meta))
     plot(rows, args.out.with_suffix(".png"))
-    print(markdown(rows, summaries, timings, args))
+    print(markdown(rows, summaries, timings, meta))
 
 
 if __name__ == "__main__":
