@@ -381,9 +381,9 @@ def main() -> None:
     (args.out / f"{name}.json").write_text(json.dumps({"meta": meta, "records": records, "step_cost": costs}, indent=1))
     table = ratio_table(records, dims, rhos, batches)
     for cell, cost in costs.items():
-        d, m = cell.split("x")
+        cost_dim, cost_batch = cell.split("x")
         table += (
-            f"\nMIGE step (forward + backward, warped toy, d = {d}, batch {m}), CPU time (one thread) over "
+            f"\nMIGE step (forward + backward, warped toy, d = {cost_dim}, batch {cost_batch}), CPU time (one thread) over "
             "default MIGE (SSGE), interleaved, 7 rounds:\n\n"
             "| method | median ratio | IQR | median CPU ms |\n|---|---|---|---|\n"
             + "".join(
