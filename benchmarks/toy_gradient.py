@@ -380,11 +380,11 @@ def main() -> None:
     name = "toy_gradient" + (f"_{args.tag}" if args.tag else "")
     (args.out / f"{name}.json").write_text(json.dumps({"meta": meta, "records": records, "step_cost": costs}, indent=1))
     table = ratio_table(records, dims, rhos, batches)
-    for cell, cost in costs.items():
-        cost_dim, cost_batch = cell.split("x")
+    for cost_cell, cost in costs.items():
+        cost_dim, cost_batch = cost_cell.split("x")
         table += (
-            f"\nMIGE step (forward + backward, warped toy, d = {cost_dim}, batch {cost_batch}), CPU time (one thread) over "
-            "default MIGE (SSGE), interleaved, 7 rounds:\n\n"
+            f"\nMIGE step (forward + backward, warped toy, d = {cost_dim}, batch {cost_batch}), CPU time "
+            "(one thread) over default MIGE (SSGE), interleaved, 7 rounds:\n\n"
             "| method | median ratio | IQR | median CPU ms |\n|---|---|---|---|\n"
             + "".join(
                 f"| {label} | {c['median_ratio']:.2f} | {c['q25']:.2f}-{c['q75']:.2f} "
