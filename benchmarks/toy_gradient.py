@@ -27,8 +27,10 @@ PNG per batch size (top row: MI estimates against the truth; bottom row: gradien
 the Gaussian toy, mean ± std over seeds, against the analytic gradient) and one per batch size of
 the ratio estimate/truth on the warped and heavy-tailed toys (``toy_gradient_ratio_b{M}.png``).
 ``--tag`` writes ``toy_gradient_<tag>.*`` instead; ``--dims``, ``--rhos``, ``--batches``,
-``--seeds`` override the grid, ``--mige-only`` skips the bound estimators and ``--step-cost``
-adds the time of one MIGE step with each kscore variant over default MIGE (interleaved, median).
+``--seeds`` override the grid, ``--mige-only`` skips the bound estimators, ``--only`` keeps the
+MIGE runs whose label contains its text (repeatable), and ``--step-cost 20x128,20x512``
+adds the CPU time (``time.process_time``, one thread) of one MIGE step with each kscore variant
+over default MIGE at each d × batch (interleaved round by round, median and quartiles of the ratios).
 
     python benchmarks/toy_gradient.py [--quick] [--mige-only] [--tag NAME] [--dims 5,10] ...
 """
@@ -83,11 +85,13 @@ WARPED_VARIANTS: dict[str, dict[str, Any]] = {
     "MIGE (SSGE, default), warped toy": {"score": "ssge"},
     "MIGE (Gaussian fit), warped toy": {"score": FittedGaussianScore()},
 }
-#: MIGE with each kscore estimator, with the score options measured best for MIGE at batch 512,
-#: d <= 32 (whitened batches, so a fixed bandwidth is in units of the batch's standard deviation;
-#: too local at batch 128 and at d = 64: see plugins/kscore/README.md and
-#: benchmarks/results/toy_gradient_kscore*.md).
+#: MIGE with each kscore estimator: with the plugin's whitened options (``{}``: curl-free RBF, lam 1e-3,
+#: the "whitened" bandwidth rule that follows d and the batch size) and with the fixed options measured
+#: best at batch 512, d <= 32 (whitened batches, so a fixed bandwidth is in units of the batch's standard
+#: deviation; too local at batch 128: see plugins/kscore/README.md and benchmarks/results/toy_gradient_kscore*.md).
 KSCORE_VARIANTS: dict[str, dict[str, Any]] = {
+    "kef (whitened rule)": {},
+    "nu-method (whitened rule)": {},
     "nu-method": {"lam": 1e-3, "kernel": "curlfree-rbf", "bandwidth": 2.0},
     "landweber": {"lam": 0.03, "kernel": "curlfree-rbf", "bandwidth": 2.0},
     "kef": {"lam": 1e-3, "kernel": "curlfree-rbf", "bandwidth": 2.0},
@@ -209,15 +213,16 @@ def mige_gradients(
     return grads
 
 
-def step_cost_ratios(d: int, m: int, rounds: int) -> dict[str, dict[str, float]]:
-    """Wall time of one MIGE step (forward + backward on the warped toy, d, batch m) with each kscore
-    variant over the same step with default MIGE (SSGE), interleaved round by round: median and
-    quartiles of the per-round ratios."""
+def step_cost_ratios(d: int, m: int, rounds: int, only: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """CPU time (``time.process_time``) of one MIGE step (forward + backward on the warped toy, d,
+    batch m) with each kscore variant (those whose label contains a word of ``only``, when given)
+    over the same step with default MIGE (SSGE), interleaved round by round: median and quartiles
+    of the per-round ratios, and the median seconds."""
     installed = {info.name for info in mireg.list_estimators("score")}
     estimators = {"MIGE (SSGE, default)": mireg.mi_gradient_estimator("mige", score="ssge")}
     for label, score_options in KSCORE_VARIANTS.items():
         name = label.split(" ")[0]
-        if name in installed:
+        if name in installed and selected(f"MIGE ({label})", only):
             estimators[f"MIGE ({label})"] = mireg.mi_gradient_estimator("mige", score=name, score_options=score_options)
     times: dict[str, list[float]] = {label: [] for label in estimators}
     for round_ in range(rounds):
@@ -225,9 +230,9 @@ def step_cost_ratios(d: int, m: int, rounds: int) -> dict[str, dict[str, float]]
             r = torch.tensor(0.5, requires_grad=True)
             x, y = sample(r, d, m, torch.Generator().manual_seed(round_))
             x, y = warp(x), warp(y)
-            start = time.perf_counter()
+            start = time.process_time()
             mi(x, y).backward()
-            times[label].append(time.perf_counter() - start)
+            times[label].append(time.process_time() - start)
     base = times["MIGE (SSGE, default)"]
     out = {}
     for label, values in times.items():
@@ -238,8 +243,14 @@ def step_cost_ratios(d: int, m: int, rounds: int) -> dict[str, dict[str, float]]
     return out
 
 
-def mige_runs() -> list[tuple[str, str, dict[str, Any]]]:
-    """(label, toy, MIGE options) of every MIGE run; the kscore ones when the plugin is installed."""
+def selected(label: str, only: list[str] | None) -> bool:
+    """Whether ``label`` contains one of the words of ``only`` (every label when ``only`` is None)."""
+    return only is None or any(word in label for word in only)
+
+
+def mige_runs(only: list[str] | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, toy, MIGE options) of every MIGE run whose label contains a word of ``only`` (all when
+    None); the kscore ones when the plugin is installed."""
     runs = [(label, "gaussian", options) for label, options in MIGE_VARIANTS.items()]
     runs += [(label, "warped", options) for label, options in WARPED_VARIANTS.items()]
     runs += [(label, "heavy-tailed", options) for label, options in HEAVY_BASELINES.items()]
@@ -250,7 +261,7 @@ def mige_runs() -> list[tuple[str, str, dict[str, Any]]]:
             for toy in TOYS:
                 suffix = "" if toy == "gaussian" else f", {toy} toy"
                 runs.append((f"MIGE ({label}){suffix}", toy, {"score": name, "score_options": score_options}))
-    return runs
+    return [run for run in runs if selected(run[0], only)]
 
 
 def bound_run(
@@ -297,7 +308,13 @@ def main() -> None:
     parser.add_argument("--rhos", help="comma-separated ρ, overriding the grid")
     parser.add_argument("--batches", help="comma-separated batch sizes, overriding the grid")
     parser.add_argument("--seeds", type=int, help="seeds per cell, overriding the grid")
-    parser.add_argument("--step-cost", action="store_true", help="also time MIGE steps, d = 32, batch 512")
+    parser.add_argument("--only", action="append", help="keep the MIGE runs whose label contains this (repeatable)")
+    parser.add_argument(
+        "--step-cost",
+        nargs="?",
+        const="32x512",
+        help="also take the CPU time of MIGE steps at these comma-separated d x batch cells (default 32x512)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.quick:
@@ -314,7 +331,8 @@ def main() -> None:
     print(f"quadrature reference on Gaussians: largest relative error of I and dI/dρ {check:.1e}", flush=True)
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
-    runs = mige_runs()
+    only = args.only
+    runs = mige_runs(only)
     for d in dims:
         for rho in rhos:
             true_mi, true_grad = truth(rho, d)
@@ -344,7 +362,8 @@ def main() -> None:
                     )
             print(f"d={d} rho={rho:+.2f} done at {time.perf_counter() - started:.0f} s", flush=True)
     elapsed = time.perf_counter() - started
-    costs = step_cost_ratios(32, 512, 7) if args.step_cost else {}
+    cells = [tuple(int(v) for v in cell.split("x")) for cell in args.step_cost.split(",")] if args.step_cost else []
+    costs = {f"{d}x{m}": step_cost_ratios(d, m, 7, only) for d, m in cells}
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "dims": dims,
@@ -361,14 +380,16 @@ def main() -> None:
     name = "toy_gradient" + (f"_{args.tag}" if args.tag else "")
     (args.out / f"{name}.json").write_text(json.dumps({"meta": meta, "records": records, "step_cost": costs}, indent=1))
     table = ratio_table(records, dims, rhos, batches)
-    if costs:
+    for cost_cell, cost in costs.items():
+        cost_dim, cost_batch = cost_cell.split("x")
         table += (
-            "\nMIGE step (forward + backward, warped toy, d = 32, batch 512) over default MIGE (SSGE), "
-            "interleaved, 7 rounds:\n\n| method | median ratio | IQR | median ms |\n|---|---|---|---|\n"
+            f"\nMIGE step (forward + backward, warped toy, d = {cost_dim}, batch {cost_batch}), CPU time "
+            "(one thread) over default MIGE (SSGE), interleaved, 7 rounds:\n\n"
+            "| method | median ratio | IQR | median CPU ms |\n|---|---|---|---|\n"
             + "".join(
                 f"| {label} | {c['median_ratio']:.2f} | {c['q25']:.2f}-{c['q75']:.2f} "
                 f"| {1000 * c['median_seconds']:.0f} |\n"
-                for label, c in costs.items()
+                for label, c in cost.items()
             )
         )
     (args.out / f"{name}.md").write_text(table)

@@ -10,6 +10,7 @@ import mireg
 from mireg.estimators import ScoreEstimator
 from mireg.testing import bad_kernel_score_inputs, correlated_gaussian_mi_grad, correlated_gaussians
 from mireg_kscore import KEF, Landweber, NuMethod, SpectralCutoff
+from mireg_kscore.expansion import WHITENED_OPTIONS
 from mireg_kscore.spectral_cutoff import DENSE_LIMIT
 
 NAMES = ("nu-method", "landweber", "kef", "spectral-cutoff")
@@ -167,13 +168,21 @@ def test_registry(name: str) -> None:
 
 
 def test_mige_takes_the_estimators_by_name_and_as_instances() -> None:
-    # Gaussian toy, d = 5, ρ = 0.5, batch 256, seed 0: the truth is ρd/(1 − ρ²) = 3.33; measured
-    # ratio 1.013 both ways (tolerance 0.03).
+    # Gaussian toy, d = 5, ρ = 0.5, batch 256, seed 0: the truth is ρd/(1 − ρ²) = 3.33. By name MIGE
+    # builds the nu-method with its whitened options; the instance built with them gives the same
+    # gradient, and one built with others (median rule) a different one; measured ratios 0.919 and
+    # 1.013 (tolerance 0.1).
     truth = correlated_gaussian_mi_grad(5, 0.5)
-    by_name = {"score": "nu-method", "score_options": {"lam": 1e-3, "bandwidth_multiplier": 0.5}}
-    for options in (by_name, {"score": NuMethod(lam=1e-3, bandwidth_multiplier=0.5)}):
+    grads = []
+    for options in (
+        {"score": "nu-method"},
+        {"score": NuMethod(**WHITENED_OPTIONS)},  # type: ignore[arg-type]
+        {"score": NuMethod(lam=1e-3, bandwidth_multiplier=0.5)},
+    ):
         mi = mireg.mi_gradient_estimator("mige", **options)
         rho = torch.tensor(0.5, requires_grad=True)
         x, y = correlated_gaussians(256, 5, rho, torch.Generator().manual_seed(0))
         mi(x, y).backward()
-        assert rho.grad is not None and abs(float(rho.grad) / truth - 1) < 0.03
+        assert rho.grad is not None and abs(float(rho.grad) / truth - 1) < 0.1
+        grads.append(float(rho.grad))
+    assert grads[0] == grads[1] != grads[2]

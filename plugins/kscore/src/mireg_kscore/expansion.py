@@ -10,6 +10,9 @@ argument it is an :class:`Expansion`, ``ŝ(x) = weight · ζ̂(x) + Σ_j K(x, z_
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Literal
 
 import attrs
 from torch import Tensor
@@ -17,6 +20,17 @@ from torch import Tensor
 from mireg.estimators import ScoreEstimator
 from mireg.kernels import pairwise_sq_dists, resolve_bandwidth, unit_spread
 from mireg_kscore.matrix_kernels import KernelName, MatrixKernel, check_kernel
+
+BandwidthRule = Literal["median", "whitened"]
+BANDWIDTH_RULES: tuple[BandwidthRule, ...] = ("median", "whitened")
+#: The ``"whitened"`` rule's bandwidth in units of the batch's spread while the batch has many samples per dimension.
+WHITENED_BANDWIDTH = 2.0
+#: Its growth with the dimensions per sample: h = spread · max(WHITENED_BANDWIDTH, WHITENED_SLOPE · d / M).
+WHITENED_SLOPE = 16.0
+#: The options MIGE builds ``kef`` and ``nu-method`` with for its whitened batches (their ``whitened_options``).
+WHITENED_OPTIONS: Mapping[str, Any] = MappingProxyType(
+    {"kernel": "curlfree-rbf", "lam": 1e-3, "bandwidth_rule": "whitened", "bandwidth_multiplier": 1.0}
+)
 
 
 @attrs.frozen
@@ -36,6 +50,30 @@ class Expansion:
     centres: Tensor | None = None
 
 
+def whitened_bandwidth(samples: Tensor) -> Tensor:
+    """The ``"whitened"`` bandwidth rule: ``h = σ̄ · max(2, 16 d / M)`` for samples ``[..., M, d]``, shape ``[...]``.
+
+    ``σ̄`` is the root-mean-square standard deviation of the coordinates (1 on MIGE's whitened or
+    standardised batches), so the rule is scale-equivariant. A curl-free RBF kernel this local
+    resolves the non-Gaussian part of the score that the median heuristic (which grows like
+    ``sqrt(2d)`` on such batches) smooths away; with few samples per dimension it would leave
+    every sample without neighbours, so the bandwidth grows in proportion to ``d / M`` there.
+    The constants were chosen with MIGE on the warped and Gaussian toys of
+    ``benchmarks/toy_gradient.py`` at batches 128 to 512, d ≤ 64 (``benchmarks/results/``).
+
+    Raises:
+        ValueError: when all samples of a set are identical (no spread to scale by).
+    """
+    m, d = samples.shape[-2:]
+    spread = (samples - samples.mean(-2, keepdim=True)).pow(2).mean((-2, -1)).sqrt()
+    if bool((spread <= 0).any()):
+        raise ValueError(
+            "the 'whitened' bandwidth rule needs samples with a spread, but all samples of a set are identical; "
+            "pass distinct samples or a fixed bandwidth"
+        )
+    return spread * max(WHITENED_BANDWIDTH, WHITENED_SLOPE * d / m)
+
+
 def check_lam_or_iterations(lam: float | None, iterations: int | None) -> None:
     """``lam`` in (0, 1] or ``iterations`` >= 1, not both."""
     if lam is not None and iterations is not None:
@@ -49,21 +87,34 @@ def check_lam_or_iterations(lam: float | None, iterations: int | None) -> None:
 class KernelScoreEstimator(ScoreEstimator):
     """Base of the kscore estimators: kernel and bandwidth handling, evaluation of the :class:`Expansion`.
 
-    Subclasses pass ``kernel``, ``bandwidth`` and ``bandwidth_multiplier`` (their own defaults) to
-    ``__init__`` and implement :meth:`fit`.
+    Subclasses pass ``kernel``, ``bandwidth``, ``bandwidth_rule`` and ``bandwidth_multiplier`` (their
+    own defaults) to ``__init__`` and implement :meth:`fit`. The bandwidth is ``bandwidth`` when
+    given, else ``bandwidth_multiplier`` times the rule's: the median pairwise distance
+    (``"median"``) or :func:`whitened_bandwidth` (``"whitened"``, for standardised or whitened
+    batches; the rule of the estimators' ``whitened_options``, which MIGE uses).
     """
 
     batched = True
 
-    def __init__(self, *, kernel: KernelName, bandwidth: float | None, bandwidth_multiplier: float) -> None:
+    def __init__(
+        self,
+        *,
+        kernel: KernelName,
+        bandwidth: float | None,
+        bandwidth_rule: BandwidthRule,
+        bandwidth_multiplier: float,
+    ) -> None:
         """Check and keep the options every kscore estimator has (``ValueError`` saying what is allowed)."""
         check_kernel(kernel)
         if bandwidth is not None and not bandwidth > 0:
-            raise ValueError(f"bandwidth must be > 0 or None (median heuristic), got {bandwidth}")
+            raise ValueError(f"bandwidth must be > 0 or None (a bandwidth rule), got {bandwidth}")
+        if bandwidth_rule not in BANDWIDTH_RULES:
+            raise ValueError(f"bandwidth_rule must be one of {BANDWIDTH_RULES}, got {bandwidth_rule!r}")
         if not bandwidth_multiplier > 0:
             raise ValueError(f"bandwidth_multiplier must be > 0, got {bandwidth_multiplier}")
         self.kernel: KernelName = kernel
         self.bandwidth = bandwidth
+        self.bandwidth_rule: BandwidthRule = bandwidth_rule
         self.bandwidth_multiplier = bandwidth_multiplier
 
     @abstractmethod
@@ -75,9 +126,12 @@ class KernelScoreEstimator(ScoreEstimator):
         at the samples), shape ``[..., N, d]`` (``[..., M, d]``), in the input's dtype and device."""
         samples, at, unit = unit_spread(samples, at)  # exact rescaling: squares stay in the float range
         sq = pairwise_sq_dists(samples, samples)
-        h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
-        if self.bandwidth is not None:
-            h = h / unit[..., 0, 0]  # a fixed bandwidth is in the units of the data
+        if self.bandwidth is None and self.bandwidth_rule == "whitened":
+            h = self.bandwidth_multiplier * whitened_bandwidth(samples)
+        else:
+            h = resolve_bandwidth(sq, self.bandwidth, self.bandwidth_multiplier)
+            if self.bandwidth is not None:
+                h = h / unit[..., 0, 0]  # a fixed bandwidth is in the units of the data
         gram = MatrixKernel(self.kernel, samples, samples, h, sq)
         fit = self.fit(gram, gram.stein_term())
         if at is None:

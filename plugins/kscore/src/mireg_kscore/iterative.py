@@ -9,10 +9,18 @@ set (at most ``O(M² d)`` for any kernel), plus a few ``[M, d]`` iterates.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from torch import Tensor
 
-from mireg_kscore.expansion import Expansion, KernelScoreEstimator, check_lam_or_iterations
+from mireg_kscore.expansion import (
+    WHITENED_OPTIONS,
+    BandwidthRule,
+    Expansion,
+    KernelScoreEstimator,
+    check_lam_or_iterations,
+)
 from mireg_kscore.matrix_kernels import KernelName, MatrixKernel
 
 #: Regularisation when neither lam nor iterations is given (Landweber: 34 iterations; ν-method: 19).
@@ -32,8 +40,9 @@ class Landweber(KernelScoreEstimator):
       lam: regularisation in (0, 1]; the iteration count is ceil(1/lam) (default 0.03 when iterations is unset)
       iterations: number of iterations t >= 1; excludes lam
       kernel: "curlfree-imq", "curlfree-rbf", "diagonal-imq" or "diagonal-rbf" (normalised so K(x, x) = I)
-      bandwidth: fixed bandwidth h > 0; None for the median heuristic
-      bandwidth_multiplier: h = bandwidth_multiplier * median pairwise distance (ignored with a fixed bandwidth)
+      bandwidth: fixed bandwidth h > 0; None for bandwidth_rule
+      bandwidth_rule: "median" (median pairwise distance) or "whitened" (spread · max(2, 16 d / M): whitened batches)
+      bandwidth_multiplier: h = bandwidth_multiplier * the rule's bandwidth (ignored with a fixed bandwidth)
     """
 
     name = "landweber"
@@ -49,10 +58,13 @@ class Landweber(KernelScoreEstimator):
         iterations: int | None = None,
         kernel: KernelName = "curlfree-imq",
         bandwidth: float | None = None,
+        bandwidth_rule: BandwidthRule = "median",
         bandwidth_multiplier: float = 2.0,
     ) -> None:
         check_lam_or_iterations(lam, iterations)
-        super().__init__(kernel=kernel, bandwidth=bandwidth, bandwidth_multiplier=bandwidth_multiplier)
+        super().__init__(
+            kernel=kernel, bandwidth=bandwidth, bandwidth_rule=bandwidth_rule, bandwidth_multiplier=bandwidth_multiplier
+        )
         self.lam = lam
         self.iterations = iterations
 
@@ -81,21 +93,23 @@ class NuMethod(KernelScoreEstimator):
     ``t = ceil(1/sqrt(lam))`` applications of the Gram operator (O(M² d) time each, O(M²) memory).
     Needs ‖L̂‖ ≤ 1, which the kernel normalisation guarantees. The method and kernel are the
     defaults of Zhou, Shi & Zhu; ``lam`` and the bandwidth multiplier were chosen on the problems of
-    ``benchmarks/score_accuracy.py`` at M = 512. Inside MIGE (whitened batches) a fixed bandwidth
-    with ``curlfree-rbf`` and ``lam = 1e-3`` does better on non-Gaussian data at batch 512, d ≤ 32
-    (see the plugin README for its limits and ``benchmarks/toy_gradient.py``).
+    ``benchmarks/score_accuracy.py`` at M = 512. Inside MIGE (whitened batches) it is built with
+    :attr:`whitened_options`: ``curlfree-rbf``, ``lam = 1e-3`` and the ``"whitened"`` bandwidth
+    rule (:func:`~mireg_kscore.expansion.whitened_bandwidth`), measured with ``benchmarks/toy_gradient.py``.
 
     Options:
       lam: regularisation in (0, 1]; the iteration count is ceil(1/sqrt(lam)) (default 3e-3 when iterations is unset)
       iterations: number of iterations t >= 1; excludes lam
       nu: the ν > 0 of the method (qualification ν)
       kernel: "curlfree-imq", "curlfree-rbf", "diagonal-imq" or "diagonal-rbf" (normalised so K(x, x) = I)
-      bandwidth: fixed bandwidth h > 0; None for the median heuristic
-      bandwidth_multiplier: h = bandwidth_multiplier * median pairwise distance (ignored with a fixed bandwidth)
+      bandwidth: fixed bandwidth h > 0; None for bandwidth_rule
+      bandwidth_rule: "median" (median pairwise distance) or "whitened" (spread · max(2, 16 d / M): whitened batches)
+      bandwidth_multiplier: h = bandwidth_multiplier * the rule's bandwidth (ignored with a fixed bandwidth)
     """
 
     name = "nu-method"
     references = Landweber.references
+    whitened_options: ClassVar[Mapping[str, Any]] = WHITENED_OPTIONS
 
     def __init__(
         self,
@@ -105,10 +119,13 @@ class NuMethod(KernelScoreEstimator):
         nu: float = 1.0,
         kernel: KernelName = "curlfree-imq",
         bandwidth: float | None = None,
+        bandwidth_rule: BandwidthRule = "median",
         bandwidth_multiplier: float = 3.0,
     ) -> None:
         check_lam_or_iterations(lam, iterations)
-        super().__init__(kernel=kernel, bandwidth=bandwidth, bandwidth_multiplier=bandwidth_multiplier)
+        super().__init__(
+            kernel=kernel, bandwidth=bandwidth, bandwidth_rule=bandwidth_rule, bandwidth_multiplier=bandwidth_multiplier
+        )
         if not nu > 0:
             raise ValueError(f"nu must be > 0, got {nu}")
         self.lam = lam

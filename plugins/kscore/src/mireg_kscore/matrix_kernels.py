@@ -33,34 +33,38 @@ from mireg.kernels import pairwise_sq_dists
 KernelName = Literal["curlfree-imq", "curlfree-rbf", "diagonal-imq", "diagonal-rbf"]
 KERNELS: tuple[KernelName, ...] = ("curlfree-imq", "curlfree-rbf", "diagonal-imq", "diagonal-rbf")
 
-#: Coefficients of the IMQ profile's derivatives: φ⁽ⁿ⁾(ρ) = c_n h^(−2n) (1 + ρ/h²)^(−1/2 − n).
-_IMQ = (1.0, -0.5, 0.75, -1.875)
-
-
 def check_kernel(name: str) -> None:
     """Raise a ``ValueError`` unless ``name`` is one of :data:`KERNELS`."""
     if name not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {name!r}")
 
 
-def _profile(name: KernelName, sq: Tensor, h: Tensor, order: int) -> list[Tensor]:
-    """φ, φ', …, φ⁽ᵒʳᵈᵉʳ⁾ at ``sq`` ``[..., N, M]`` for bandwidths ``h`` ``[...]``, each ``[..., N, M]``.
+def _fields(name: KernelName, sq: Tensor, h: Tensor, dim: int) -> tuple[Tensor, Tensor | None, Tensor]:
+    """The fields ``A``, ``B`` (``None`` for diagonal kernels) and ``D`` at ``sq`` ``[..., N, M]`` for
+    bandwidths ``h`` ``[...]`` in dimension ``dim``, each ``[..., N, M]``, from their closed forms.
 
-    Each derivative is the previous one times a factor (``−1/(2h²)`` for RBF, ``c_n/c_(n−1) ·
-    1/(h² + ρ)`` for IMQ): one elementwise product per order, no powers.
+    With ``e = exp(−ρ/(2h²))`` (RBF) and ``u = 1/(1 + ρ/h²)`` (IMQ, ``φ = √u``, so ``ρ u / h² = 1 − u``):
+
+    * diagonal RBF ``A = e``, ``D = −e/h²``; diagonal IMQ ``A = √u``, ``D = −u √u / h²``;
+    * curl-free RBF ``A = e``, ``B = −e/h²``, ``D = −(e/h²) (dim + 2 − ρ/h²)``;
+    * curl-free IMQ ``A = u √u``, ``B = −3 u² √u / h²``, ``D = −(u² √u / h²) (3 dim − 9 + 15 u)``.
+
+    Each is a handful of elementwise passes (in place where the value is not kept).
     """
     inv = h.pow(-2)[..., None, None]  # 1/h²
     if name.endswith("rbf"):
-        values = [(sq * (-0.5 * inv)).exp()]
-        for _ in range(order):
-            values.append(values[-1] * (-0.5 * inv))
-        return values
-    base = (sq * inv).add_(1).reciprocal_()  # (1 + ρ/h²)^(−1)
-    step = base * inv
-    values = [base.sqrt()]
-    for n in range(1, order + 1):
-        values.append(values[-1] * step * (_IMQ[n] / _IMQ[n - 1]))
-    return values
+        e = (sq * (-0.5 * inv)).exp_()
+        scaled = e * -inv  # −e/h²
+        if not name.startswith("curlfree"):
+            return e, None, scaled
+        return e, scaled, (sq * -inv).add_(dim + 2).mul_(scaled)
+    u = (sq * inv).add_(1).reciprocal_()
+    root = u.sqrt()
+    if not name.startswith("curlfree"):
+        return root, None, (u * -inv).mul_(root)
+    a = u * root  # u √u
+    b = (a * u).mul_(-3 * inv)  # −3 u² √u / h²
+    return a, b, (u * 5).add_(dim - 3).mul_(b)  # B (dim − 3 + 5u)
 
 
 class MatrixKernel:
@@ -80,33 +84,33 @@ class MatrixKernel:
         self.curl_free = name.startswith("curlfree")
         sq = pairwise_sq_dists(x, y) if sq is None else sq
         self.sq = sq
-        h2 = h.pow(2)[..., None, None]
-        if self.curl_free:
-            _, first, second, third = _profile(name, sq, h, 3)
-            self.a = -2 * h2 * first
-            self.b: Tensor | None = -4 * h2 * second
-            self.d = -4 * h2 * ((x.shape[-1] + 2) * second + 2 * sq * third)
-        else:
-            phi, first = _profile(name, sq, h, 1)
-            self.a = phi
-            self.b = None
-            self.d = 2 * first
+        self.a, self.b, self.d = _fields(name, sq, h, x.shape[-1])
+        # [x, −1] and [y, 1] ([..., N, d + 1], [..., M, d + 1]): one product then gives r_ij·c_j for all
+        # pairs and another both Σ_j W_ij y_j and Σ_j W_ij, with no elementwise pass besides the weighting.
+        self.x_ext = torch.cat([self.x, -torch.ones_like(self.x[..., :1])], -1) if self.curl_free else None
+        self.y_ext = torch.cat([self.y, torch.ones_like(self.y[..., :1])], -1) if self.curl_free else None
 
     def apply(self, c: Tensor) -> Tensor:
         """``Σ_j K(x_i, y_j) c_j``: ``c`` ``[..., M, d]`` -> ``[..., N, d]``."""
         out = self.a @ c
         if self.b is None:
             return out
-        weights = self.b * (self.x @ c.mT - (self.y * c).sum(-1).unsqueeze(-2))  # B_ij r_ij·c_j
-        return out + self.x * weights.sum(-1, keepdim=True) - weights @ self.y
+        assert self.x_ext is not None and self.y_ext is not None
+        projections = torch.cat([c, (self.y * c).sum(-1, keepdim=True)], -1)  # [c_j, y_j·c_j]
+        weights = (self.x_ext @ projections.mT).mul_(self.b)  # W_ij = B_ij r_ij·c_j
+        sums = weights @ self.y_ext  # [Σ_j W_ij y_j, Σ_j W_ij]
+        return out.addcmul_(self.x, sums[..., -1:]).sub_(sums[..., :-1])
 
     def apply_adjoint(self, c: Tensor) -> Tensor:
         """``Σ_i K(x_i, y_j)ᵀ c_i``: ``c`` ``[..., N, d]`` -> ``[..., M, d]``."""
         out = self.a.mT @ c
         if self.b is None:
             return out
-        weights = self.b * ((self.x * c).sum(-1, keepdim=True) - c @ self.y.mT)  # B_ij r_ij·c_i
-        return out + weights.mT @ self.x - self.y * weights.sum(-2).unsqueeze(-1)
+        assert self.x_ext is not None and self.y_ext is not None
+        projections = torch.cat([-c, (self.x * c).sum(-1, keepdim=True)], -1)  # [−c_i, x_i·c_i]
+        weights = (projections @ self.y_ext.mT).mul_(self.b)  # W_ij = B_ij r_ij·c_i
+        sums = weights.mT @ self.x_ext  # [Σ_i W_ij x_i, −Σ_i W_ij]
+        return out.add_(sums[..., :-1]).addcmul_(self.y, sums[..., -1:])
 
     def stein_term(self) -> Tensor:
         """``ζ̂(x_i) = −(1/M) Σ_j div_{y_j} K(x_i, y_j) = (1/M) Σ_j D_ij (x_i − y_j)``, ``[..., N, d]``."""

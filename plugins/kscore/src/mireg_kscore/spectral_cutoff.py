@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mireg_kscore.expansion import Expansion, KernelScoreEstimator
+from mireg_kscore.expansion import BandwidthRule, Expansion, KernelScoreEstimator
 from mireg_kscore.matrix_kernels import KernelName, MatrixKernel
 
 #: Largest M·d for which a curl-free Gram matrix [M·d, M·d] is built and diagonalised.
@@ -27,8 +27,9 @@ class SpectralCutoff(KernelScoreEstimator):
     Options:
       lam: keep the eigenpairs of L̂ with eigenvalue >= lam, in (0, 1]
       kernel: "curlfree-imq", "curlfree-rbf", "diagonal-imq" or "diagonal-rbf" (normalised so K(x, x) = I)
-      bandwidth: fixed bandwidth h > 0; None for the median heuristic
-      bandwidth_multiplier: h = bandwidth_multiplier * median pairwise distance (ignored with a fixed bandwidth)
+      bandwidth: fixed bandwidth h > 0; None for bandwidth_rule
+      bandwidth_rule: "median" (median pairwise distance) or "whitened" (spread · max(2, 16 d / M): whitened batches)
+      bandwidth_multiplier: h = bandwidth_multiplier * the rule's bandwidth (ignored with a fixed bandwidth)
     """
 
     name = "spectral-cutoff"
@@ -43,9 +44,12 @@ class SpectralCutoff(KernelScoreEstimator):
         lam: float = 1e-4,
         kernel: KernelName = "diagonal-rbf",
         bandwidth: float | None = None,
+        bandwidth_rule: BandwidthRule = "median",
         bandwidth_multiplier: float = 3.0,
     ) -> None:
-        super().__init__(kernel=kernel, bandwidth=bandwidth, bandwidth_multiplier=bandwidth_multiplier)
+        super().__init__(
+            kernel=kernel, bandwidth=bandwidth, bandwidth_rule=bandwidth_rule, bandwidth_multiplier=bandwidth_multiplier
+        )
         if not 0 < lam <= 1:
             raise ValueError(f"lam must be in (0, 1] (an eigenvalue threshold of L̂, of norm at most 1), got {lam}")
         self.lam = lam

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from mireg_kscore.conjugate_gradient import conjugate_gradient
-from mireg_kscore.expansion import Expansion, KernelScoreEstimator
+from mireg_kscore.expansion import WHITENED_OPTIONS, BandwidthRule, Expansion, KernelScoreEstimator
 from mireg_kscore.matrix_kernels import KernelName, MatrixKernel
 
 Solver = Literal["auto", "cholesky", "cg"]
@@ -29,7 +31,10 @@ class KEF(KernelScoreEstimator):
     ``(K_ZX K_XZ / M + λ K_ZZ) c = ζ̂(Z)``; O(M N) memory, Cholesky of ``[N, N]`` for diagonal
     kernels and conjugate gradients on ``[N·d]`` blocks for curl-free ones.
 
-    The defaults were chosen on the problems of ``benchmarks/score_accuracy.py`` at M = 512.
+    The defaults were chosen on the problems of ``benchmarks/score_accuracy.py`` at M = 512. Inside
+    MIGE (whitened batches) it is built with :attr:`whitened_options`: ``curlfree-rbf``,
+    ``lam = 1e-3``, ``cg_tol = 1e-3`` and the ``"whitened"`` bandwidth rule
+    (:func:`~mireg_kscore.expansion.whitened_bandwidth`), measured with ``benchmarks/toy_gradient.py``.
 
     Options:
       lam: Tikhonov regularisation λ in (0, 1] (units of the bound 1 on the eigenvalues of L̂)
@@ -38,8 +43,9 @@ class KEF(KernelScoreEstimator):
       cg_iterations: most conjugate-gradient iterations
       subsample: number of Nyström centres N, 1 <= N <= M; None for the exact estimator
       kernel: "curlfree-imq", "curlfree-rbf", "diagonal-imq" or "diagonal-rbf" (normalised so K(x, x) = I)
-      bandwidth: fixed bandwidth h > 0; None for the median heuristic
-      bandwidth_multiplier: h = bandwidth_multiplier * median pairwise distance (ignored with a fixed bandwidth)
+      bandwidth: fixed bandwidth h > 0; None for bandwidth_rule
+      bandwidth_rule: "median" (median pairwise distance) or "whitened" (spread · max(2, 16 d / M): whitened batches)
+      bandwidth_multiplier: h = bandwidth_multiplier * the rule's bandwidth (ignored with a fixed bandwidth)
     """
 
     name = "kef"
@@ -49,6 +55,9 @@ class KEF(KernelScoreEstimator):
         "Sutherland et al., Efficient and principled score estimation with Nyström kernel exponential families, "
         "AISTATS 2018",
     )
+    #: The shared whitened options; conjugate gradients to 1e-3 (on whitened batches a tighter
+    #: tolerance costs more iterations and moves MIGE's gradient little: benchmarks/toy_gradient.py).
+    whitened_options: ClassVar[Mapping[str, Any]] = MappingProxyType({**WHITENED_OPTIONS, "cg_tol": 1e-3})
 
     def __init__(
         self,
@@ -60,9 +69,12 @@ class KEF(KernelScoreEstimator):
         subsample: int | None = None,
         kernel: KernelName = "curlfree-imq",
         bandwidth: float | None = None,
+        bandwidth_rule: BandwidthRule = "median",
         bandwidth_multiplier: float = 3.0,
     ) -> None:
-        super().__init__(kernel=kernel, bandwidth=bandwidth, bandwidth_multiplier=bandwidth_multiplier)
+        super().__init__(
+            kernel=kernel, bandwidth=bandwidth, bandwidth_rule=bandwidth_rule, bandwidth_multiplier=bandwidth_multiplier
+        )
         if not 0 < lam <= 1:
             raise ValueError(f"lam must be in (0, 1] (units of the bound 1 on the eigenvalues of L̂), got {lam}")
         if solver not in ("auto", "cholesky", "cg"):
