@@ -20,7 +20,11 @@ variance). Writes ``benchmarks/results/mige_speed{,_quick}.{json,md,png}`` (PNG:
 against B, log-log). ``--device cuda`` times the steps on a GPU (synchronised around each step;
 the toy accuracy is computed on the CPU) and writes ``mige_speed_cuda{,_quick}.*``.
 
-    python benchmarks/mige_speed.py [--quick] [--device cuda]
+``--profile`` instead profiles ``--profile-steps`` MIGE steps (SGD, the first batch size) with
+torch.profiler at one thread and prints the operators by their share of the CPU time, self time
+(the operator's own work) and total time (with what it calls), writing nothing.
+
+    python benchmarks/mige_speed.py [--quick] [--device cuda] [--profile]
 """
 
 from __future__ import annotations
@@ -165,6 +169,26 @@ def projection_spread(seeds: int, wide: int = 200, batch: int = 512) -> dict[str
     return out
 
 
+def profile_steps(batch: int, steps: int, device: torch.device, rows: int = 25) -> str:
+    """Tables of the operators of ``steps`` MIGE SGD steps at ``batch``, by self and total CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    generator = torch.Generator().manual_seed(batch)
+    data = [torch.rand(batch, 784, generator=generator).to(device) for _ in range(4)]
+    step = make_step("sgd", True, 0, device)
+    for i in range(5):  # warm-up, outside the profile
+        step(data[i % len(data)])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            step(data[i % len(data)])
+        synchronize(device)
+    averages = prof.key_averages()
+    return "\n".join(
+        f"{steps} MIGE SGD steps, B = {batch}, by {key}:\n" + averages.table(sort_by=key, row_limit=rows)
+        for key in ("self_cpu_time_total", "cpu_time_total")
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     lines = [
@@ -245,12 +269,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, help="seeds of the toy accuracy")
     parser.add_argument("--device", default="cpu", help="where the steps are timed (cpu or cuda)")
     parser.add_argument("--exact-up-to", type=int, default=2048, help="largest B at which the exact path is checked")
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of MIGE steps instead")
+    parser.add_argument("--profile-steps", type=int, default=50, help="MIGE steps profiled by --profile")
     args = parser.parse_args()
     torch.set_num_threads(1)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("CUDA is not available here: run this on a GPU machine, or leave out --device")
     batches = args.batches or ([128, 512] if args.quick else [128, 512, 2048, 8192])
+    if args.profile:
+        print(profile_steps(batches[0], args.profile_steps, device))
+        return
     blocks = args.blocks or (5 if args.quick else 9)
     seeds = args.seeds or (2 if args.quick else 5)
     load_before = os.getloadavg()
