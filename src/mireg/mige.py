@@ -49,6 +49,7 @@ from mireg.estimators import (
     check_samples,
     compute_dtype,
     describe,
+    score_of_checked,
 )
 from mireg.hookspecs import Register, hookimpl
 from mireg.options import Range, check_options, validate_options
@@ -253,9 +254,10 @@ def preconditioned_score(
             return score
 
     def fitted(rows: Tensor) -> Tensor:
+        # ``rows`` are finite ``[M, d]`` in the compute dtype (the centred batch was checked): not validated again.
         if landmarks is None or m <= landmarks:
-            return estimator.score(rows)
-        return estimator.score(rows[_landmark_rows(m, landmarks, rows.device)], at=rows)
+            return score_of_checked(estimator, rows)
+        return score_of_checked(estimator, rows[_landmark_rows(m, landmarks, rows.device)], at=rows)
 
     if precondition == "none":
         _check_raw_scales(centred, constant)

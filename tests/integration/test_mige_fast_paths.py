@@ -2,6 +2,7 @@
 
 * The median-heuristic bandwidth from squared distances equals the median of the distances.
 * The sign-flipped projection R D equals projecting the sign-flipped inputs by R.
+* Validated once: the score of inputs the caller checked equals ``score`` (which checks them again).
 * The landmark path: fitting SSGE on landmark rows and evaluating it at every row reproduces,
   at the landmark rows, the in-sample estimate of the same fit (the Nyström extension is exact
   there); at or below the landmark count MIGE's surrogate gradient is the exact one, bit for bit.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mireg.estimators import ScoreEstimator, score_of_checked
 from mireg.kernels import median_heuristic, pairwise_sq_dists
 from mireg.mige import MIGE, _landmark_rows, preconditioned_score
 from mireg.projection import flip_columns, random_projection
@@ -120,3 +122,27 @@ def test_ssge_out_of_sample_equals_the_untruncated_stein_extension() -> None:
     at = torch.randn(300, 4, generator=generator, dtype=torch.float64)
     ssge = SSGE(n_eigen=80, eta=0.1, bandwidth_multiplier=2.0, eigensolver="eigh")
     torch.testing.assert_close(ssge.score(samples, at=at), Stein(eta=0.1).score(samples, at=at), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_score_of_checked_inputs_is_the_checked_score(dtype: torch.dtype) -> None:
+    generator = torch.Generator().manual_seed(7)
+    samples = torch.randn(50, 3, generator=generator).to(dtype)
+    at = torch.randn(20, 3, generator=generator).to(dtype)
+    ssge = SSGE(eigensolver="eigh")
+    torch.testing.assert_close(score_of_checked(ssge, samples), ssge.score(samples), rtol=0.0, atol=0.0)
+    torch.testing.assert_close(score_of_checked(ssge, samples, at), ssge.score(samples, at), rtol=0.0, atol=0.0)
+
+
+class _OwnScore(ScoreEstimator):
+    """A plugin of the first contract: it overrides ``score`` itself (the standard normal's score)."""
+
+    name = "own"
+
+    def score(self, samples: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        return -(samples if at is None else at)
+
+
+def test_score_of_checked_calls_a_plugin_that_overrides_score_through_it() -> None:
+    samples = torch.randn(10, 2, generator=torch.Generator().manual_seed(8))
+    torch.testing.assert_close(score_of_checked(_OwnScore(), samples), -samples, rtol=0.0, atol=0.0)
