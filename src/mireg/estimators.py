@@ -209,6 +209,10 @@ class ScoreEstimator(_Described, abc.ABC):
     batched: ClassVar[bool] = False
     #: Whether the estimator keeps learned state across calls (then it is an ``nn.Module``).
     parametric: ClassVar[bool] = False
+    #: Whether appending all-zero coordinates to the samples leaves the score of the others unchanged (up to
+    #: rounding) and scores the new ones 0, as with an isotropic kernel: MIGE then stacks its entropy terms of
+    #: different widths into one batched call (``batched`` estimators only).
+    zero_padding_exact: ClassVar[bool] = False
     #: Options MIGE builds this estimator with for its whitened batches; a user's ``score_options`` override them.
     whitened_options: ClassVar[Mapping[str, Any]] = {}
 
@@ -255,9 +259,10 @@ class ScoreEstimator(_Described, abc.ABC):
 
 def score_of_checked(estimator: ScoreEstimator, samples: Tensor, at: Tensor | None = None) -> Tensor:
     """``estimator.score(samples, at)`` for inputs the caller has made valid itself (as :func:`check_samples`
-    requires: finite, floating, ``[M, d]`` with ``M >= 2``, ``at`` alike): they are not checked again, the
-    estimator's output still is. For MIGE's hot path, whose preconditioned rows are finite by construction.
-    A plugin that overrides :meth:`ScoreEstimator.score` itself is called through it."""
+    requires: finite, floating, ``[M, d]`` (``[..., M, d]`` for a ``batched`` estimator) with ``M >= 2``, ``at``
+    alike): they are not checked again, the estimator's output still is. For MIGE's hot path, whose
+    preconditioned rows are finite by construction. A plugin that overrides :meth:`ScoreEstimator.score`
+    itself is called through it."""
     if type(estimator).score is not ScoreEstimator.score:
         return estimator.score(samples, at)
     return estimator._score_checked_inputs(samples, at)

@@ -3,6 +3,8 @@
 * The median-heuristic bandwidth from squared distances equals the median of the distances.
 * The sign-flipped projection R D equals projecting the sign-flipped inputs by R.
 * Validated once: the score of inputs the caller checked equals ``score`` (which checks them again).
+* One fit for MIGE's terms: the z term padded with zero columns and stacked with the joint term
+  gives each term's own score, and MIGE's surrogate gradient is that of separate fits.
 * The landmark path: fitting SSGE on landmark rows and evaluating it at every row reproduces,
   at the landmark rows, the in-sample estimate of the same fit (the Nyström extension is exact
   there); at or below the landmark count MIGE's surrogate gradient is the exact one, bit for bit.
@@ -15,7 +17,7 @@ import torch
 
 from mireg.estimators import ScoreEstimator, score_of_checked
 from mireg.kernels import median_heuristic, pairwise_sq_dists
-from mireg.mige import MIGE, _landmark_rows, preconditioned_score
+from mireg.mige import MIGE, _landmark_rows, preconditioned_score, preconditioned_scores
 from mireg.projection import flip_columns, random_projection
 from mireg.testing import correlated_gaussians
 from mireg_ssge import SSGE
@@ -101,12 +103,13 @@ class _Recording(SSGE):
 
 def test_beyond_the_landmark_count_the_kernel_work_is_batch_times_landmarks() -> None:
     # Fitted on `landmarks` rows and evaluated at all B: the Gram matrix is landmarks², the cross
-    # kernel B × landmarks, so the cost grows linearly in B.
+    # kernel B × landmarks, so the cost grows linearly in B. The z term (padded with zero columns)
+    # and the joint term are fitted in one batched call.
     estimator = _Recording()
     mi = MIGE(score=estimator, landmarks=64)
     x, y = correlated_gaussians(1000, 4, 0.5, torch.Generator().manual_seed(0))
     mi(x, y.requires_grad_())
-    assert estimator.calls == [((64, 4), (1000, 4)), ((64, 8), (1000, 8))]  # the z term, the joint term
+    assert estimator.calls == [((2, 64, 8), (2, 1000, 8))]  # the z term and the joint term, stacked
 
 
 def test_landmarks_option_is_checked() -> None:
@@ -146,3 +149,45 @@ class _OwnScore(ScoreEstimator):
 def test_score_of_checked_calls_a_plugin_that_overrides_score_through_it() -> None:
     samples = torch.randn(10, 2, generator=torch.Generator().manual_seed(8))
     torch.testing.assert_close(score_of_checked(_OwnScore(), samples), -samples, rtol=0.0, atol=0.0)
+
+
+def _terms(m: int, seed: int) -> list[torch.Tensor]:
+    """MIGE's z term [m, 6] and joint term [m, 11] (x projected to 5) of a correlated batch, in float64."""
+    x, y = correlated_gaussians(m, 5, 0.9, torch.Generator().manual_seed(seed), dtype=torch.float64)
+    z = y @ torch.randn(5, 6, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    return [z, torch.cat([x, z], 1)]
+
+
+@pytest.mark.parametrize("estimator", [SSGE(), SSGE(eigensolver="eigh"), Stein()], ids=["ssge", "ssge-eigh", "stein"])
+@pytest.mark.parametrize(("m", "landmarks"), [(40, None), (300, None), (300, 100)])
+def test_one_fit_of_stacked_terms_is_the_fit_of_each(estimator: SSGE | Stein, m: int, landmarks: int | None) -> None:
+    # The z term padded with zero columns and stacked with the joint term: one batched call gives each
+    # term's own score (m = 300 takes SSGE's subspace solver, fitted one set at a time).
+    terms = _terms(m, m)
+    options = {"calibrate": "affine", "landmarks": landmarks}
+    shared = preconditioned_scores(estimator, terms, **options)  # type: ignore[arg-type]
+    for term, score in zip(terms, shared, strict=True):
+        torch.testing.assert_close(score, preconditioned_score(estimator, term, **options), rtol=1e-9, atol=1e-9)  # type: ignore[arg-type]
+
+
+class _SeparateSSGE(SSGE):
+    """SSGE that MIGE fits on each term separately (its terms differ in width)."""
+
+    zero_padding_exact = False
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_mige_surrogate_gradient_with_one_shared_fit_is_that_of_separate_fits(dtype: torch.dtype) -> None:
+    def gradient(shared: bool) -> torch.Tensor:
+        ssge = SSGE() if shared else _SeparateSSGE()
+        r = torch.tensor(0.9, dtype=dtype, requires_grad=True)
+        x, y = correlated_gaussians(128, 20, r, torch.Generator().manual_seed(0), dtype=dtype)
+        MIGE(score=ssge, projection_dim=10, seed=3)(x @ torch.eye(20, 30, dtype=dtype), y).backward()
+        assert r.grad is not None
+        return r.grad
+
+    torch.manual_seed(0)  # the projection's signs
+    shared = gradient(True)
+    torch.manual_seed(0)
+    tolerance = 1e-9 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(shared, gradient(False), rtol=tolerance, atol=0.0)

@@ -99,6 +99,7 @@ class SSGE(ScoreEstimator):
 
     name = "ssge"
     batched = True
+    zero_padding_exact = True  # an isotropic RBF kernel: zero coordinates change no distance
     #: Options MIGE uses on whitened batches unless given (measured: benchmarks/results/toy_gradient.md).
     whitened_options: ClassVar[dict[str, float]] = {"eta": 0.0, "threshold": 0.999, "bandwidth_multiplier": 2.0}
     references = ("Shi, Sun & Zhu, A Spectral Approach to Gradient Estimation for Implicit Distributions, ICML 2018",)
