@@ -565,11 +565,11 @@ class MIGE(MIGradientEstimator):
         _require_gradient(x, z)
         a, z = gather_rows(self._project(x)), gather_rows(z)  # the data side travels projected
         # I = H(x) + H(z) − H(x, z); a term whose samples need no gradient adds nothing.
-        signed = [(name, sign, samples) for name, sign, samples in
-                  (("x", 1, a), ("z", 1, z), ("joint", -1, torch.cat([a, z], dim=1))) if samples.requires_grad]
+        candidates = (("x", a), ("z", z), ("joint", torch.cat([a, z], dim=1)))
+        terms = [(name, samples) for name, samples in candidates if samples.requires_grad]
         total = z.new_zeros(())
-        for (_, sign, _), entropy in zip(signed, self._entropies([(n, s) for n, _, s in signed]), strict=True):
-            total = total + entropy if sign > 0 else total - entropy
+        for (name, _), entropy in zip(terms, self._entropies(terms), strict=True):
+            total = total - entropy if name == "joint" else total + entropy
         return total
 
     def _stochastic(self, z: Tensor, log_var: Tensor | None, conditional_score: Tensor | None) -> Tensor:
