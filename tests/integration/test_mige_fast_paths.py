@@ -1,6 +1,7 @@
 """MIGE's fast paths against the plain computation they replace, to float tolerance.
 
-* The median-heuristic bandwidth from squared distances equals the median of the distances.
+* The median-heuristic bandwidth from squared distances equals the median of the distances; the
+  lower median (numpy's selection on the CPU, a bracketed selection elsewhere) equals torch.median.
 * The sign-flipped projection R D equals projecting the sign-flipped inputs by R.
 * Validated once: the score of inputs the caller checked equals ``score`` (which checks them again).
 * One fit for MIGE's terms: the z term padded with zero columns and stacked with the joint term
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from mireg.estimators import ScoreEstimator, score_of_checked
-from mireg.kernels import median_heuristic, pairwise_sq_dists
+from mireg.kernels import SELECT_DIRECT, _select, lower_median, median_heuristic, pairwise_sq_dists
 from mireg.mige import MIGE, _landmark_rows, preconditioned_score, preconditioned_scores
 from mireg.projection import flip_columns, random_projection
 from mireg.testing import correlated_gaussians
@@ -31,6 +32,19 @@ def test_bandwidth_from_squared_distances_is_the_median_distance(m: int) -> None
     rows, cols = torch.triu_indices(m, m, 1)
     plain = torch.cdist(x, x)[rows, cols].median()  # lower median of the distances themselves
     torch.testing.assert_close(median_heuristic(sq), plain, rtol=1e-12, atol=0.0)
+
+
+@pytest.mark.parametrize("n", [1, 8, 8128, SELECT_DIRECT + 1, 130816])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lower_median_is_torch_median(n: int, dtype: torch.dtype) -> None:
+    values = torch.randn(3, n, generator=torch.Generator().manual_seed(n), dtype=dtype).square()
+    values[1] = values[1].round(decimals=1)  # ties
+    expected = values.median(-1).values
+    torch.testing.assert_close(lower_median(values), expected, rtol=0.0, atol=0.0)
+    torch.testing.assert_close(lower_median(values[0]), expected[0], rtol=0.0, atol=0.0)
+    if n > SELECT_DIRECT:  # the bracketed selection used off the CPU
+        selected = torch.stack([_select(row, (n - 1) // 2) for row in values])
+        torch.testing.assert_close(selected, expected, rtol=0.0, atol=0.0)
 
 
 def test_flipped_projection_is_the_projection_of_flipped_inputs() -> None:
