@@ -20,7 +20,14 @@ variance). Writes ``benchmarks/results/mige_speed{,_quick}.{json,md,png}`` (PNG:
 against B, log-log). ``--device cuda`` times the steps on a GPU (synchronised around each step;
 the toy accuracy is computed on the CPU) and writes ``mige_speed_cuda{,_quick}.*``.
 
-    python benchmarks/mige_speed.py [--quick] [--device cuda]
+``--profile`` instead profiles ``--profile-steps`` MIGE steps (SGD, the first batch size) with
+torch.profiler at one thread and prints the operators by their share of the CPU time, self time
+(the operator's own work) and total time (with what it calls), writing nothing.
+
+``--clock cpu`` times the CPU steps by this process's CPU time instead of the wall clock (on a
+machine shared with other jobs, the one-thread step's own cost).
+
+    python benchmarks/mige_speed.py [--quick] [--device cuda] [--clock cpu] [--profile]
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ from mireg.testing import correlated_gaussian_mi_grad, correlated_gaussians
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = ("adam plain", "adam mige", "sgd plain", "sgd mige")
+#: Step clocks: elapsed time, or the CPU time of this process (with one torch thread, the step's own work
+#: whatever else the machine runs).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 TOY_DIM, TOY_RHOS = 20, (0.5, 0.9, 0.99)
 
 
@@ -79,8 +89,10 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_batch(batch: int, blocks: int, steps: int, device: torch.device) -> dict[str, Any]:
-    """Per-step seconds of every variant and per-block MIGE / plain ratios at one batch size."""
+def time_batch(
+    batch: int, blocks: int, steps: int, device: torch.device, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, Any]:
+    """Per-step seconds of every variant and per-block MIGE / plain ratios at one batch size, read off ``clock``."""
     generator = torch.Generator().manual_seed(batch)
     data = [torch.rand(batch, 784, generator=generator).to(device) for _ in range(4)]
     runners = {name: make_step(name.split()[0], name.endswith("mige"), 0, device) for name in VARIANTS}
@@ -94,10 +106,10 @@ def time_batch(batch: int, blocks: int, steps: int, device: torch.device) -> dic
         for i in range(steps):
             for name in order:  # interleaved step by step, in a rotated order
                 synchronize(device)
-                start = time.perf_counter()
+                start = clock()
                 runners[name](data[i % len(data)])
                 synchronize(device)
-                block_times[name].append(time.perf_counter() - start)
+                block_times[name].append(clock() - start)
         for name in VARIANTS:
             times[name].extend(block_times[name])
         for opt in ratios:
@@ -168,6 +180,26 @@ def projection_spread(seeds: int, wide: int = 200, batch: int = 512) -> dict[str
     return out
 
 
+def profile_steps(batch: int, steps: int, device: torch.device, rows: int = 25) -> str:
+    """Tables of the operators of ``steps`` MIGE SGD steps at ``batch``, by self and total CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    generator = torch.Generator().manual_seed(batch)
+    data = [torch.rand(batch, 784, generator=generator).to(device) for _ in range(4)]
+    step = make_step("sgd", True, 0, device)
+    for i in range(5):  # warm-up, outside the profile
+        step(data[i % len(data)])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            step(data[i % len(data)])
+        synchronize(device)
+    averages = prof.key_averages()
+    return "\n".join(
+        f"{steps} MIGE SGD steps, B = {batch}, by {key}:\n" + averages.table(sort_by=key, row_limit=rows)
+        for key in ("self_cpu_time_total", "cpu_time_total")
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     lines = [
@@ -176,8 +208,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"MIGE step cost on {meta['device_name']}, 784-512-64 MLP, data side projected to 64, one torch thread, "
         f"torch {meta['torch']}; "
         f"load average {meta['load_before'][0]:.1f} before, {meta['load_after'][0]:.1f} after, on {meta['cpus']} "
-        f"CPUs; default landmarks {meta['landmarks']}. Times: median [IQR] over all steps; ratios: median [IQR] of "
-        "per-block ratios of medians.",
+        f"CPUs; default landmarks {meta['landmarks']}. Times ({meta.get('clock', 'wall')} clock): median [IQR] "
+        "over all steps; ratios: median [IQR] of per-block ratios of medians.",
         "",
         "| B | Adam plain ms | Adam MIGE ms | MIGE/Adam | SGD plain ms | SGD MIGE ms | MIGE/SGD |",
         "|---|---|---|---|---|---|---|",
@@ -267,12 +299,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, help="seeds of the toy accuracy")
     parser.add_argument("--device", default="cpu", help="where the steps are timed (cpu or cuda)")
     parser.add_argument("--exact-up-to", type=int, default=2048, help="largest B at which the exact path is checked")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time (one thread, on a shared CPU machine)",
+    )
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of MIGE steps instead")
+    parser.add_argument("--profile-steps", type=int, default=50, help="MIGE steps profiled by --profile")
     args = parser.parse_args()
     torch.set_num_threads(1)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("CUDA is not available here: run this on a GPU machine, or leave out --device")
+    if device.type == "cuda" and args.clock == "cpu":
+        raise SystemExit("--clock cpu counts no GPU time: time GPU steps with the wall clock")
     batches = args.batches or ([128, 512] if args.quick else [128, 512, 2048, 8192])
+    if args.profile:
+        print(profile_steps(batches[0], args.profile_steps, device))
+        return
     blocks = args.blocks or (5 if args.quick else 9)
     seeds = args.seeds or (2 if args.quick else 5)
     load_before = os.getloadavg()
@@ -280,7 +325,7 @@ def main() -> None:
     rows = []
     for batch in batches:
         steps = max(2, (10 if args.quick else 20) * 128 // batch)
-        row = {"batch": batch, **time_batch(batch, blocks, steps, device)}
+        row = {"batch": batch, **time_batch(batch, blocks, steps, device, CLOCKS[args.clock])}
         row["accuracy"] = accuracy(batch, seeds, exact=batch <= args.exact_up_to)
         rows.append(row)
         s, r = row["step_seconds"], row["ratio"]
@@ -298,6 +343,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": 1,
         "device": str(device),
+        "clock": args.clock,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cpus": os.cpu_count(),
         "load_before": load_before,

@@ -207,6 +207,10 @@ class ScoreEstimator(_Described, abc.ABC):
     batched: ClassVar[bool] = False
     #: Whether the estimator keeps learned state across calls (then it is an ``nn.Module``).
     parametric: ClassVar[bool] = False
+    #: Whether appending all-zero coordinates to the samples leaves the score of the others unchanged (up to
+    #: rounding) and scores the new ones 0, as with an isotropic kernel: MIGE then stacks its entropy terms of
+    #: different widths into one batched call (``batched`` estimators only).
+    zero_padding_exact: ClassVar[bool] = False
     #: Options MIGE builds this estimator with for its whitened batches; a user's ``score_options`` override them.
     whitened_options: ClassVar[Mapping[str, Any]] = {}
 
@@ -219,6 +223,12 @@ class ScoreEstimator(_Described, abc.ABC):
         and checks its result (:func:`check_score_output`).
         """
         samples, at = check_samples(samples, at, batched=self.batched)
+        return self._score_checked_inputs(samples, at)
+
+    def _score_checked_inputs(self, samples: Tensor, at: Tensor | None) -> Tensor:
+        """:meth:`score` after :func:`check_samples`: half precision computed in float32, :meth:`_score`
+        called and its result checked. Callers that built ``samples`` and ``at`` valid themselves use
+        :func:`score_of_checked` instead of validating them a second time."""
         dtype = compute_dtype(samples.dtype)
         if dtype == samples.dtype:
             return check_score_output(self, self._score(samples, at), samples, at)
@@ -243,6 +253,17 @@ class ScoreEstimator(_Described, abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def score_of_checked(estimator: ScoreEstimator, samples: Tensor, at: Tensor | None = None) -> Tensor:
+    """``estimator.score(samples, at)`` for inputs the caller has made valid itself (as :func:`check_samples`
+    requires: finite, floating, ``[M, d]`` (``[..., M, d]`` for a ``batched`` estimator) with ``M >= 2``, ``at``
+    alike): they are not checked again, the estimator's output still is. For MIGE's hot path, whose
+    preconditioned rows are finite by construction. A plugin that overrides :meth:`ScoreEstimator.score`
+    itself is called through it."""
+    if type(estimator).score is not ScoreEstimator.score:
+        return estimator.score(samples, at)
+    return estimator._score_checked_inputs(samples, at)
 
 
 def check_estimator_output(estimator: MIGradientEstimator, out: object, x: Tensor, z: Tensor) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 import attrs
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -83,7 +84,7 @@ def _upper_triangle_index(m: int, device: torch.device) -> Tensor:
     return rows * m + cols
 
 
-#: Up to this many values :func:`lower_median` calls :func:`torch.median` directly.
+#: Up to this many values :func:`lower_median` calls :func:`torch.median` directly (off the CPU).
 SELECT_DIRECT = 1 << 16
 #: Size of the strided sample that brackets the median in :func:`lower_median`.
 SELECT_SAMPLE = 1 << 14
@@ -92,10 +93,11 @@ SELECT_SAMPLE = 1 << 14
 def lower_median(values: Tensor) -> Tensor:
     """The exact lower median (the ``(n - 1) // 2``-th smallest value) along the last dimension.
 
-    Equal to ``values.median(-1).values``. Long rows are bracketed first: the sorted strided sample
-    of :data:`SELECT_SAMPLE` values gives bounds ``lo <= median <= hi`` (8 standard deviations of
-    the sample rank apart), one pass counts the values below ``lo`` and keeps the few in
-    ``[lo, hi]``, and a selection among those gives the median. A bracket that misses falls back
+    Equal to ``values.median(-1).values``. On the CPU it is numpy's introselect (``np.partition``),
+    several times faster than :func:`torch.median` there. Elsewhere long rows are bracketed first:
+    the sorted strided sample of :data:`SELECT_SAMPLE` values gives bounds ``lo <= median <= hi``
+    (8 standard deviations of the sample rank apart), one pass counts the values below ``lo`` and
+    keeps the few in ``[lo, hi]``, and a selection among those gives the median. A bracket that misses falls back
     to a full selection, so the result is exact either way.
 
     Args:
@@ -104,9 +106,11 @@ def lower_median(values: Tensor) -> Tensor:
         ``[...]`` medians.
     """
     n = values.shape[-1]
+    rank = (n - 1) // 2
+    if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
+        return torch.from_numpy(np.partition(values.detach().numpy(), rank, axis=-1)[..., rank].copy())
     if n <= SELECT_DIRECT:
         return values.median(-1).values
-    rank = (n - 1) // 2
     medians = [_select(row, rank) for row in values.reshape(-1, n)]
     return torch.stack(medians).reshape(values.shape[:-1])
 

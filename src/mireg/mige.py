@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import torch
@@ -52,6 +52,7 @@ from mireg.estimators import (
     check_samples,
     compute_dtype,
     describe,
+    score_of_checked,
 )
 from mireg.hookspecs import Register, hookimpl
 from mireg.options import Range, check_options, validate_options
@@ -232,6 +233,54 @@ def preconditioned_score(
             singular correlation matrix with ``shrinkage = 0``.
         NonFiniteError: the samples or the score overflow their dtype.
     """
+    (score,) = preconditioned_scores(
+        estimator,
+        [samples],
+        precondition=precondition,
+        shrinkage=shrinkage,
+        calibrate=calibrate,
+        on_uncalibrated=on_uncalibrated,
+        landmarks=landmarks,
+    )
+    return score
+
+
+def preconditioned_scores(
+    estimator: ScoreEstimator,
+    batches: Sequence[Tensor],
+    *,
+    precondition: Precondition = "auto",
+    shrinkage: float = 1e-3,
+    calibrate: Calibrate = "none",
+    on_uncalibrated: Callable[[CalibrationError], None] | None = None,
+    landmarks: int | None = None,
+) -> list[Tensor]:
+    """:func:`preconditioned_score` of each of ``batches`` (``[M, d_t]``, one M), with one shared fit.
+
+    Each batch is preconditioned and calibrated on its own; the estimator is called once on the
+    preconditioned batches stacked ``[T, M, d]`` when it takes batched input (``batched``) and
+    the stack changes nothing: equal widths, or narrower batches padded with zero columns for an
+    estimator with ``zero_padding_exact``. One call does the kernel and eigen work of every
+    batch in one pass of each operator (MIGE's z and joint terms). Returns ``[M, d_t]`` scores.
+    """
+    prepared = [
+        _precondition(estimator, samples, precondition, shrinkage, calibrate, on_uncalibrated) for samples in batches
+    ]
+    scores = _fit(estimator, [rows for rows, _ in prepared], landmarks)
+    return [finish(score) for (_, finish), score in zip(prepared, scores, strict=True)]
+
+
+def _precondition(
+    estimator: ScoreEstimator,
+    samples: Tensor,
+    precondition: Precondition,
+    shrinkage: float,
+    calibrate: Calibrate,
+    on_uncalibrated: Callable[[CalibrationError], None] | None,
+) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """The rows ``[M, d]`` of ``samples`` in the coordinates their score is estimated in (finite, in the
+    compute dtype) and the map of a score of those rows to the calibrated, detached score of ``samples``
+    (see :func:`preconditioned_score` for the arguments)."""
     work = samples.detach().to(compute_dtype(samples.dtype))
     m, d = work.shape
     centred, constant = _centre(work)
@@ -262,29 +311,50 @@ def preconditioned_score(
             on_uncalibrated(CalibrationError(f"score estimator {describe(estimator)}: {error}"))
             return score
 
-    def fitted(rows: Tensor) -> Tensor:
-        if landmarks is None or m <= landmarks:
-            return estimator.score(rows)
-        return estimator.score(rows[_landmark_rows(m, landmarks, rows.device)], at=rows)
+    def done(result: Tensor) -> Tensor:
+        result = result.masked_fill(constant, 0.0).to(samples.dtype)
+        check_finite(
+            result,
+            f"the score of score estimator {describe(estimator)} mapped back to the {samples.dtype} samples "
+            "(it overflows: the samples are at the edge of their dtype's range)",
+        )
+        return result.detach()
 
     if precondition == "none":
         _check_raw_scales(centred, constant)
-        result = calibrated(fitted(work), centred)
-    else:
-        std = _spread(centred)
-        standardised = centred / std
-        if precondition == "diag":
-            result = calibrated(fitted(standardised), standardised) / std
-        else:
-            whitened, back = _whiten(standardised, shrinkage)
-            result = back(calibrated(fitted(whitened), whitened)) / std
-    result = result.masked_fill(constant, 0.0).to(samples.dtype)
-    check_finite(
-        result,
-        f"the score of score estimator {describe(estimator)} mapped back to the {samples.dtype} samples "
-        "(it overflows: the samples are at the edge of their dtype's range)",
+        return work, lambda score: done(calibrated(score, centred))
+    std = _spread(centred)
+    standardised = centred / std
+    if precondition == "diag":
+        return standardised, lambda score: done(calibrated(score, standardised) / std)
+    whitened, back = _whiten(standardised, shrinkage)
+    return whitened, lambda score: done(back(calibrated(score, whitened)) / std)
+
+
+def _fit(estimator: ScoreEstimator, rows: Sequence[Tensor], landmarks: int | None) -> list[Tensor]:
+    """The scores ``[M, d_t]`` at every row of each of ``rows`` ``[M, d_t]`` (finite, in the compute dtype:
+    not validated again), in one call on the stack when :func:`preconditioned_scores` allows it."""
+    width = max(r.shape[1] for r in rows)
+    shared = (
+        len(rows) > 1
+        and estimator.batched
+        and len({(r.shape[0], r.dtype, r.device) for r in rows}) == 1
+        and (estimator.zero_padding_exact or all(r.shape[1] == width for r in rows))
     )
-    return result.detach()
+    if not shared:
+        return [_fit_rows(estimator, r, landmarks) for r in rows]
+    stacked = torch.stack([nn.functional.pad(r, (0, width - r.shape[1])) for r in rows])
+    scores = _fit_rows(estimator, stacked, landmarks)
+    return [score[:, : r.shape[1]] for score, r in zip(scores, rows, strict=True)]
+
+
+def _fit_rows(estimator: ScoreEstimator, rows: Tensor, landmarks: int | None) -> Tensor:
+    """The score ``[..., M, d]`` at every row of ``rows`` ``[..., M, d]``, fitted on landmark rows beyond ``landmarks``
+    of them."""
+    m = rows.shape[-2]
+    if landmarks is None or m <= landmarks:
+        return score_of_checked(estimator, rows)
+    return score_of_checked(estimator, rows[..., _landmark_rows(m, landmarks, rows.device), :], at=rows)
 
 
 def _landmark_rows(m: int, count: int, device: torch.device) -> Tensor:
@@ -533,17 +603,29 @@ class MIGE(MIGradientEstimator):
         return 2 if (options or {}).get("precondition") == "none" else MIN_PRECONDITIONED_BATCH
 
     def _entropy(self, term: str, samples: Tensor) -> Tensor:
-        estimator: ScoreEstimator = self.estimators[term]  # type: ignore[assignment]
-        s = preconditioned_score(
-            estimator,
-            samples,
-            precondition=self.precondition,
-            shrinkage=self.shrinkage,
-            calibrate=self.calibrate,
-            on_uncalibrated=self._uncalibrated,
-            landmarks=self.landmarks,
-        )
-        return _surrogate(s, samples)
+        (surrogate,) = self._entropies([(term, samples)])
+        return surrogate
+
+    def _entropies(self, terms: Sequence[tuple[str, Tensor]]) -> list[Tensor]:
+        """The entropy surrogate of each ``(term, samples [B, d])``; terms scored by one estimator object (a
+        nonparametric one serves every term) share its fit (:func:`preconditioned_scores`)."""
+        groups: dict[int, list[int]] = {}
+        for i, (term, _) in enumerate(terms):
+            groups.setdefault(id(self.estimators[term]), []).append(i)
+        scores: dict[int, Tensor] = {}
+        for members in groups.values():
+            estimator: ScoreEstimator = self.estimators[terms[members[0]][0]]  # type: ignore[assignment]
+            fitted = preconditioned_scores(
+                estimator,
+                [terms[i][1] for i in members],
+                precondition=self.precondition,
+                shrinkage=self.shrinkage,
+                calibrate=self.calibrate,
+                on_uncalibrated=self._uncalibrated,
+                landmarks=self.landmarks,
+            )
+            scores.update(zip(members, fitted, strict=True))
+        return [_surrogate(scores[i], samples) for i, (_, samples) in enumerate(terms)]
 
     def _uncalibrated(self, error: CalibrationError) -> None:
         """Warn, once per instance, that a score estimate is used uncalibrated."""
@@ -604,14 +686,12 @@ class MIGE(MIGradientEstimator):
             return self._stochastic(z, log_var, mean, conditional_score)
         _require_gradient(x, z)
         a, z = gather_rows(self._project(x)), gather_rows(z)  # the data side travels projected
+        # I = H(x) + H(z) − H(x, z); a term whose samples need no gradient adds nothing.
+        candidates = (("x", a), ("z", z), ("joint", torch.cat([a, z], dim=1)))
+        terms = [(name, samples) for name, samples in candidates if samples.requires_grad]
         total = z.new_zeros(())
-        if a.requires_grad:
-            total = total + self._entropy("x", a)
-        if z.requires_grad:
-            total = total + self._entropy("z", z)
-        joint = torch.cat([a, z], dim=1)
-        if joint.requires_grad:
-            total = total - self._entropy("joint", joint)
+        for (name, _), entropy in zip(terms, self._entropies(terms), strict=True):
+            total = total - entropy if name == "joint" else total + entropy
         return total
 
     def _stochastic(

@@ -1,7 +1,11 @@
 """MIGE's fast paths against the plain computation they replace, to float tolerance.
 
-* The median-heuristic bandwidth from squared distances equals the median of the distances.
+* The median-heuristic bandwidth from squared distances equals the median of the distances; the
+  lower median (numpy's selection on the CPU, a bracketed selection elsewhere) equals torch.median.
 * The sign-flipped projection R D equals projecting the sign-flipped inputs by R.
+* Validated once: the score of inputs the caller checked equals ``score`` (which checks them again).
+* One fit for MIGE's terms: the z term padded with zero columns and stacked with the joint term
+  gives each term's own score, and MIGE's surrogate gradient is that of separate fits.
 * The landmark path: fitting SSGE on landmark rows and evaluating it at every row reproduces,
   at the landmark rows, the in-sample estimate of the same fit (the Nyström extension is exact
   there); at or below the landmark count MIGE's surrogate gradient is the exact one, bit for bit.
@@ -12,8 +16,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mireg.kernels import median_heuristic, pairwise_sq_dists
-from mireg.mige import MIGE, _landmark_rows, preconditioned_score
+from mireg.estimators import ScoreEstimator, score_of_checked
+from mireg.kernels import SELECT_DIRECT, _select, lower_median, median_heuristic, pairwise_sq_dists
+from mireg.mige import MIGE, _landmark_rows, preconditioned_score, preconditioned_scores
 from mireg.projection import flip_columns, random_projection
 from mireg.testing import correlated_gaussians
 from mireg_ssge import SSGE
@@ -27,6 +32,19 @@ def test_bandwidth_from_squared_distances_is_the_median_distance(m: int) -> None
     rows, cols = torch.triu_indices(m, m, 1)
     plain = torch.cdist(x, x)[rows, cols].median()  # lower median of the distances themselves
     torch.testing.assert_close(median_heuristic(sq), plain, rtol=1e-12, atol=0.0)
+
+
+@pytest.mark.parametrize("n", [1, 8, 8128, SELECT_DIRECT + 1, 130816])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lower_median_is_torch_median(n: int, dtype: torch.dtype) -> None:
+    values = torch.randn(3, n, generator=torch.Generator().manual_seed(n), dtype=dtype).square()
+    values[1] = values[1].round(decimals=1)  # ties
+    expected = values.median(-1).values
+    torch.testing.assert_close(lower_median(values), expected, rtol=0.0, atol=0.0)
+    torch.testing.assert_close(lower_median(values[0]), expected[0], rtol=0.0, atol=0.0)
+    if n > SELECT_DIRECT:  # the bracketed selection used off the CPU
+        selected = torch.stack([_select(row, (n - 1) // 2) for row in values])
+        torch.testing.assert_close(selected, expected, rtol=0.0, atol=0.0)
 
 
 def test_flipped_projection_is_the_projection_of_flipped_inputs() -> None:
@@ -104,12 +122,13 @@ class _Recording(SSGE):
 
 def test_beyond_the_landmark_count_the_kernel_work_is_batch_times_landmarks() -> None:
     # Fitted on `landmarks` rows and evaluated at all B: the Gram matrix is landmarks², the cross
-    # kernel B × landmarks, so the cost grows linearly in B.
+    # kernel B × landmarks, so the cost grows linearly in B. The z term (padded with zero columns)
+    # and the joint term are fitted in one batched call.
     estimator = _Recording()
     mi = MIGE(score=estimator, landmarks=64)
     x, y = correlated_gaussians(1000, 4, 0.5, torch.Generator().manual_seed(0))
     mi(x, y.requires_grad_())
-    assert estimator.calls == [((64, 4), (1000, 4)), ((64, 8), (1000, 8))]  # the z term, the joint term
+    assert estimator.calls == [((2, 64, 8), (2, 1000, 8))]  # the z term and the joint term, stacked
 
 
 def test_landmarks_option_is_checked() -> None:
@@ -125,3 +144,69 @@ def test_ssge_out_of_sample_equals_the_untruncated_stein_extension() -> None:
     at = torch.randn(300, 4, generator=generator, dtype=torch.float64)
     ssge = SSGE(n_eigen=80, eta=0.1, bandwidth_multiplier=2.0, eigensolver="eigh")
     torch.testing.assert_close(ssge.score(samples, at=at), Stein(eta=0.1).score(samples, at=at), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_score_of_checked_inputs_is_the_checked_score(dtype: torch.dtype) -> None:
+    generator = torch.Generator().manual_seed(7)
+    samples = torch.randn(50, 3, generator=generator).to(dtype)
+    at = torch.randn(20, 3, generator=generator).to(dtype)
+    ssge = SSGE(eigensolver="eigh")
+    torch.testing.assert_close(score_of_checked(ssge, samples), ssge.score(samples), rtol=0.0, atol=0.0)
+    torch.testing.assert_close(score_of_checked(ssge, samples, at), ssge.score(samples, at), rtol=0.0, atol=0.0)
+
+
+class _OwnScore(ScoreEstimator):
+    """A plugin of the first contract: it overrides ``score`` itself (the standard normal's score)."""
+
+    name = "own"
+
+    def score(self, samples: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        return -(samples if at is None else at)
+
+
+def test_score_of_checked_calls_a_plugin_that_overrides_score_through_it() -> None:
+    samples = torch.randn(10, 2, generator=torch.Generator().manual_seed(8))
+    torch.testing.assert_close(score_of_checked(_OwnScore(), samples), -samples, rtol=0.0, atol=0.0)
+
+
+def _terms(m: int, seed: int) -> list[torch.Tensor]:
+    """MIGE's z term [m, 6] and joint term [m, 11] (x projected to 5) of a correlated batch, in float64."""
+    x, y = correlated_gaussians(m, 5, 0.9, torch.Generator().manual_seed(seed), dtype=torch.float64)
+    z = y @ torch.randn(5, 6, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    return [z, torch.cat([x, z], 1)]
+
+
+@pytest.mark.parametrize("estimator", [SSGE(), SSGE(eigensolver="eigh"), Stein()], ids=["ssge", "ssge-eigh", "stein"])
+@pytest.mark.parametrize(("m", "landmarks"), [(40, None), (300, None), (300, 100)])
+def test_one_fit_of_stacked_terms_is_the_fit_of_each(estimator: SSGE | Stein, m: int, landmarks: int | None) -> None:
+    # The z term padded with zero columns and stacked with the joint term: one batched call gives each
+    # term's own score (m = 300 takes SSGE's subspace solver, fitted one set at a time).
+    terms = _terms(m, m)
+    options = {"calibrate": "affine", "landmarks": landmarks}
+    shared = preconditioned_scores(estimator, terms, **options)  # type: ignore[arg-type]
+    for term, score in zip(terms, shared, strict=True):
+        torch.testing.assert_close(score, preconditioned_score(estimator, term, **options), rtol=1e-9, atol=1e-9)  # type: ignore[arg-type]
+
+
+class _SeparateSSGE(SSGE):
+    """SSGE that MIGE fits on each term separately (its terms differ in width)."""
+
+    zero_padding_exact = False
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_mige_surrogate_gradient_with_one_shared_fit_is_that_of_separate_fits(dtype: torch.dtype) -> None:
+    def gradient(shared: bool) -> torch.Tensor:
+        ssge = SSGE() if shared else _SeparateSSGE()
+        r = torch.tensor(0.9, dtype=dtype, requires_grad=True)
+        x, y = correlated_gaussians(128, 20, r, torch.Generator().manual_seed(0), dtype=dtype)
+        MIGE(score=ssge, projection_dim=10, seed=3)(x @ torch.eye(20, 30, dtype=dtype), y).backward()
+        assert r.grad is not None
+        return r.grad
+
+    torch.manual_seed(0)  # the projection's signs
+    shared = gradient(True)
+    torch.manual_seed(0)
+    tolerance = 1e-9 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(shared, gradient(False), rtol=tolerance, atol=0.0)

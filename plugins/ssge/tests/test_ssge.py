@@ -128,6 +128,17 @@ def test_batched_equals_one_by_one() -> None:
     assert torch.allclose(threshold.score(x)[1, 0], threshold.score(x[1, 0]), atol=1e-10, rtol=1e-8)
 
 
+@pytest.mark.parametrize("estimator", [SSGE(), SSGE(n_eigen=20)], ids=["threshold", "n_eigen"])
+def test_batched_equals_one_by_one_on_the_subspace_path(estimator: SSGE) -> None:
+    # M = 300 takes the subspace solver, whose block and random start follow each set alone.
+    x = torch.randn(2, 300, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    x[1] *= torch.tensor([1.0, 4.0, 0.25], dtype=torch.float64)  # a different spectrum, so a different block
+    points = torch.randn(2, 40, 3, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    for at in (None, points):
+        single = torch.stack([estimator.score(x[i], at=None if at is None else at[i]) for i in range(2)])
+        torch.testing.assert_close(estimator.score(x, at=at), single, rtol=0.0, atol=0.0)
+
+
 @pytest.mark.parametrize(("samples", "at", "message"), bad_kernel_score_inputs())
 def test_bad_input_raises_a_clear_value_error(samples: torch.Tensor, at: torch.Tensor | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):

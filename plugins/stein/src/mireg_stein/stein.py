@@ -43,6 +43,7 @@ class Stein(ScoreEstimator):
 
     name = "stein"
     batched = True
+    zero_padding_exact = True  # an isotropic RBF kernel: zero coordinates change no distance
     references = ("Li & Turner, Gradient Estimators for Implicit Models, ICLR 2018",)
 
     def __init__(
