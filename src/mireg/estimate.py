@@ -220,15 +220,13 @@ def split_rows(
     return order[n_test + n_validation :], order[n_test : n_test + n_validation], order[:n_test]
 
 
-def _all_rows(n: int, batch: int, seed: int) -> Tensor:
-    """A permutation of ``range(n)`` drawn from ``seed``: the evaluation rows of an estimator without
-    parameters, which need two batches (for a standard error)."""
+def _check_two_batches(n: int, batch: int) -> None:
+    """An estimator without parameters is valued on batches of all ``n`` rows and needs two (for a standard error)."""
     if n < 2 * batch:
         raise ValueError(
             f"{n} rows are too few for batch_size={batch}: an estimator without parameters is valued on batches of "
             f"all rows and needs two (for a standard error); use a batch_size of at most {n // 2}, or more rows"
         )
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
 def _batches(n: int, batch: int) -> list[slice]:
@@ -340,12 +338,13 @@ def estimate_mi(
             mi = estimator.to(target)
         else:
             mi = default_registry().create("mi_gradient", name, dict(options or {})).to(target)
-        everything = torch.arange(a.shape[0])
-        probe = [
-            _standardised(data, everything, side)[: settings.batch_size].to(target)
-            for data, side in ((a, "x"), (b, "y"))
-        ]
-        _check_gives_value(mi, *probe)  # also sizes a lazy critic, so that its parameters exist below
+        # The probe sizes a lazy critic, so that its parameters exist below; its rows are the permutation's
+        # last, which split_rows makes training rows.
+        order = torch.randperm(a.shape[0], generator=torch.Generator().manual_seed(seed))
+        tail = order[-settings.batch_size :]
+        _check_gives_value(
+            mi, *(_standardised(data, tail, side)[tail].to(target) for data, side in ((a, "x"), (b, "y")))
+        )
         fit = _Fit(mi, settings, generator, _progress_bar(progress, settings.max_steps, name))
         if list(mi.parameters()):
             train, validation, test = split_rows(
@@ -359,7 +358,8 @@ def estimate_mi(
             a, b = _standardised(a, train, "x").to(target), _standardised(b, train, "y").to(target)
             fit.train(a[train], b[train], a[validation], b[validation])
         else:  # nothing is fitted to any row, so every row is a test row
-            test, rows = _all_rows(a.shape[0], settings.batch_size, seed), (0, 0, a.shape[0])
+            _check_two_batches(a.shape[0], settings.batch_size)
+            test, rows = order, (0, 0, a.shape[0])
             a, b = _standardised(a, test, "x").to(target), _standardised(b, test, "y").to(target)
         values = _values(mi.eval(), a[test], b[test], settings.batch_size)
     if not np.isfinite(values).all():
