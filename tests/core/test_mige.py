@@ -252,7 +252,7 @@ def test_projection_has_unit_columns_and_is_fixed_on_request() -> None:
 
 
 def test_bad_inputs_and_options() -> None:
-    mi = MIGE(score=GaussianScore())
+    mi = MIGE(score=GaussianScore(), value_score=None)  # the core has no Stein plugin for values
     with pytest.raises(ValueError, match="x contains 1 NaN/Inf"):
         mi(torch.tensor([[float("nan")], [1.0]]), torch.randn(2, 1))
     with pytest.raises(ValueError, match="log_var contains 1 NaN/Inf"):
