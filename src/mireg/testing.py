@@ -349,6 +349,17 @@ def correlated_gaussian_two_js(dim: int, rho: float, *, n: int = 200_000, seed: 
     return float(positive + negative)
 
 
+def correlated_gaussian_bound_target(name: str, dim: int, rho: float, batch: int, *, js_samples: int) -> float:
+    """What a bound estimator ``name`` should report on :func:`correlated_gaussians`, in nats: InfoNCE
+    is capped at log ``batch``, ``jsd`` targets 2·JS (:func:`correlated_gaussian_two_js` with
+    ``js_samples`` samples, seed 1234), every other estimator I(x; y)."""
+    if name == "infonce":
+        return min(correlated_gaussian_mi(dim, rho), math.log(batch))
+    if name == "jsd":
+        return correlated_gaussian_two_js(dim, rho, n=js_samples, seed=1234)
+    return correlated_gaussian_mi(dim, rho)
+
+
 def train_mi_estimator(
     estimator: str | MIGradientEstimator,
     dim: int,

@@ -11,8 +11,10 @@ from mireg.testing import (
     Gaussian,
     GaussianMixture,
     StandardNormal,
+    correlated_gaussian_bound_target,
     correlated_gaussian_mi,
     correlated_gaussian_mi_grad,
+    correlated_gaussian_two_js,
     correlated_gaussians,
     relative_rmse,
     sample_with_score,
@@ -103,3 +105,12 @@ def test_bad_arguments_raise() -> None:
         Gaussian(2, variance_range=(0.0, 1.0))
     with pytest.raises(ValueError, match="same shape"):
         relative_rmse(torch.zeros(3, 2), torch.zeros(2, 2))
+
+
+def test_bound_targets_cap_infonce_and_give_jsd_its_divergence() -> None:
+    # d = 20, ρ = 0.9: I = 16.6 nats, above InfoNCE's cap log 128 = 4.85.
+    assert correlated_gaussian_bound_target("infonce", 20, 0.9, 128, js_samples=10) == math.log(128)
+    assert correlated_gaussian_bound_target("infonce", 1, 0.5, 128, js_samples=10) == correlated_gaussian_mi(1, 0.5)
+    assert correlated_gaussian_bound_target("mine", 20, 0.9, 128, js_samples=10) == correlated_gaussian_mi(20, 0.9)
+    jsd = correlated_gaussian_bound_target("jsd", 2, 0.5, 128, js_samples=20_000)
+    assert jsd == correlated_gaussian_two_js(2, 0.5, n=20_000, seed=1234)
