@@ -126,11 +126,11 @@ def sample(kind: str, n: int, d: int, rho: float, seed: int) -> tuple[Tensor, Te
 def export(kind: str, d: int, rho: float, n: int, seed: int) -> None:
     """The data set as benchmark-mi's ``bmi_tasks.py`` reads it (float64 of the float32 rows)."""
     x, y = sample(kind, n, d, rho, seed)
-    path = sample_path(task_id(kind, d, rho), seed)
+    task = task_id(kind, d, rho)
+    path = sample_path(task, seed)
     path.parent.mkdir(exist_ok=True)
-    tid = task_id(kind, d, rho)
     np.savez(
-        path, x=x.double().numpy(), y=y.double().numpy(), mi_true=correlated_gaussian_mi(d, rho), task=tid, seed=seed
+        path, x=x.double().numpy(), y=y.double().numpy(), mi_true=correlated_gaussian_mi(d, rho), task=task, seed=seed
     )
 
 
@@ -312,6 +312,11 @@ def main() -> None:
     if args.list_tasks:
         print(",".join(task_id(*p) for p in problems(args)))
         return
+    if args.report:  # the data sets were exported by the run that wrote the JSON
+        payload = json.loads(args.out.with_suffix(".json").read_text())
+        rows = [r for r in payload["rows"] if not r["estimator"].startswith("bmi ")]
+        write(rows, payload["timing"], payload["meta"], args)
+        return
     for p in problems(args):
         for seed in range(args.seeds):
             export(*p, args.n, seed)
@@ -321,11 +326,6 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown estimator(s) {unknown}; choose from {', '.join(available)}")
     chosen = {n: available[n] for n in names}
-    if args.report:
-        payload = json.loads(args.out.with_suffix(".json").read_text())
-        rows = [r for r in payload["rows"] if not r["estimator"].startswith("bmi ")]
-        write(rows, payload["timing"], payload["meta"], args)
-        return
     rows = []
     for kind, d, rho in problems(args):
         for result in run_problem(kind, d, rho, args.n, args.seeds, chosen):
