@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import pytest
 
+import mireg
 from mireg.cli import main
 from mireg.config import load_config, parse_config, resolve
 from mireg.errors import ConfigError
+from mireg.mige import MIGE
 from mireg.registry import DEFAULT_PLUGINS, Registry
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -148,3 +151,25 @@ def test_resolve_uses_the_registry_it_is_given(tmp_path: Path) -> None:
     recipe = resolve(config, registry).estimator
     assert recipe is not None and recipe.registry is registry and recipe.cls.name == "mige"
     assert recipe.build() is not recipe.build()
+
+
+def test_a_qualified_estimator_name_builds_when_two_plugins_share_the_short_name(tmp_path: Path) -> None:
+    """``name = "mireg/mige"`` picks one of two registered "mige" estimators; the trainer's recipe must
+    build that one, not look the ambiguous short name up again."""
+    pytest.importorskip("mireg_ssge")
+
+    class OtherMIGE(MIGE):
+        """A second estimator registered as "mige"."""
+
+    @mireg.hookimpl
+    def register_mi_gradient_estimators(register):  # type: ignore[no-untyped-def]
+        register(OtherMIGE)
+
+    other = types.ModuleType("other_mige")
+    other.register_mi_gradient_estimators = register_mi_gradient_estimators  # type: ignore[attr-defined]
+    registry = Registry()
+    registry.load_modules([*DEFAULT_PLUGINS, "mireg_ssge"], distribution="mireg", version="0")
+    registry.register_plugin(other, distribution="mireg-other")
+    config = load_config(write(tmp_path, BASE.replace('name = "mige"', 'name = "mireg/mige"')))
+    recipe = resolve(config, registry).estimator
+    assert recipe is not None and type(recipe.build()) is MIGE

@@ -198,17 +198,19 @@ def load_config(path: str | Path) -> Config:
 
 @attrs.frozen
 class EstimatorRecipe:
-    """What builds the run's MI-gradient estimator: the registered class, its raw ``options`` and the
-    registry that resolves them (nested names such as MIGE's ``score`` included)."""
+    """What builds the run's MI-gradient estimator: the registered class, the ``name`` it was selected
+    by (a qualified ``plugin/name`` stays unambiguous when two plugins register the short name), its
+    raw ``options`` and the registry that resolves them (nested names such as MIGE's ``score`` included)."""
 
     cls: type[MIGradientEstimator]
+    name: str
     options: Mapping[str, Any]
     registry: Registry
 
     def build(self) -> MIGradientEstimator:
         """A fresh estimator (its parameters drawn from the global RNG, so seed first)."""
         estimator: MIGradientEstimator = self.registry.create(
-            "mi_gradient", self.cls.name, self.options, where="estimator.options."
+            "mi_gradient", self.name, self.options, where="estimator.options."
         )
         return estimator
 
@@ -360,7 +362,7 @@ def resolve(config: Config, registry: Registry | None = None) -> Resolved:
     if config.estimator is not None:
         selection = config.estimator
         cls = _built(source, "estimator.name: ", lambda: registry.get("mi_gradient", selection.name)).cls
-        recipe = EstimatorRecipe(cls, selection.options, registry)
+        recipe = EstimatorRecipe(cls, selection.name, selection.options, registry)
         _check_estimator(recipe, source)
     if task.uses_estimator() and config.estimator is None:
         raise ConfigError(f"{source}: estimator: task {task_cls.name!r} with these options needs an [estimator] block")
