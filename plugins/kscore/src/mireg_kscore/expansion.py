@@ -136,9 +136,9 @@ class KernelScoreEstimator(ScoreEstimator):
         fit = self.fit(gram, gram.stein_term())
         if at is None:
             return fit.at_samples / unit
-        cross = MatrixKernel(self.kernel, at, samples, h)
-        centres = cross if fit.centres is None else MatrixKernel(self.kernel, at, fit.centres, h)
+        centres = MatrixKernel(self.kernel, at, samples if fit.centres is None else fit.centres, h)
         estimate = centres.apply(fit.coefficients)
-        if fit.weight is not None:
+        if fit.weight is not None:  # the Stein term is over all samples: Nyström's [N, M] kernel only here
+            cross = centres if fit.centres is None else MatrixKernel(self.kernel, at, samples, h)
             estimate = estimate + fit.weight * cross.stein_term()
         return estimate / unit

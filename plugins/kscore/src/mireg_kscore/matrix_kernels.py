@@ -83,7 +83,6 @@ class MatrixKernel:
         self.y = y - origin
         self.curl_free = name.startswith("curlfree")
         sq = pairwise_sq_dists(x, y) if sq is None else sq
-        self.sq = sq
         self.a, self.b, self.d = _fields(name, sq, h, x.shape[-1])
         # [x, −1] and [y, 1] ([..., N, d + 1], [..., M, d + 1]): one product then gives r_ij·c_j for all
         # pairs and another both Σ_j W_ij y_j and Σ_j W_ij, with no elementwise pass besides the weighting.
