@@ -25,13 +25,10 @@ from mireg.errors import (
 )
 from mireg.estimate_cli import add_estimate_parser, run_estimate
 from mireg.options import option_specs
-from mireg.registry import _version, default_registry
+from mireg.registry import KIND_WORDS, _version, default_registry
 from mireg.text import did_you_mean
 from mireg.training import Trainer, results_table
 from mireg.training.output import check_out
-
-#: What ``show`` searches, in order, and how it names each kind.
-KIND_WORDS = {"score": "score estimator", "mi_gradient": "MI-gradient estimator", "task": "task"}
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, Command] = {}

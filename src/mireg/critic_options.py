@@ -11,9 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from mireg.critics import Activation, CriticEstimator, CriticKind
-from mireg.options import Range, check_options
-
-PositiveInt = Annotated[int, Range(1)]
+from mireg.options import PositiveInt, Range, check_options
 
 
 class ConcatCriticEstimator(CriticEstimator):

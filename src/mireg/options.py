@@ -65,6 +65,10 @@ class Range:
         return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
 
 
+#: A whole number >= 1 (widths, counts, sizes), as option annotations use it.
+PositiveInt = Annotated[int, Range(1)]
+
+
 @attrs.frozen
 class OptionSpec:
     """One option of an estimator: its name, type hint (constraints split off), default, one-line

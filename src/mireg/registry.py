@@ -30,7 +30,8 @@ from mireg.text import did_you_mean, summary_line
 DEFAULT_PLUGINS: tuple[str, ...] = ("mireg.mige", "mireg.tasks")
 
 KINDS = ("score", "mi_gradient", "task")
-_KIND_WORDS = {"score": "score estimator", "mi_gradient": "MI-gradient estimator", "task": "task"}
+#: How messages and `mireg show` name each kind.
+KIND_WORDS = {"score": "score estimator", "mi_gradient": "MI-gradient estimator", "task": "task"}
 _INSTALL_HINT = {
     "score": "install a plugin, e.g. `pip install mireg-ssge` (or `pip install plugins/ssge` in a checkout)",
     "mi_gradient": "install a plugin, e.g. `pip install mireg-mine` (or `pip install plugins/mine`)",
@@ -233,7 +234,7 @@ class Registry:
             base = _BASES.get(kind)
             if not isinstance(cls, type) or (base is not None and not issubclass(cls, base)):
                 expected = base.__name__ if base else "a class"
-                raise PluginError(f"register() for a {_KIND_WORDS[kind]} takes a subclass of {expected}, got {cls!r}")
+                raise PluginError(f"register() for a {KIND_WORDS[kind]} takes a subclass of {expected}, got {cls!r}")
             if kind == "score" and "_score" not in _defined(cls) and "score" not in _defined(cls):
                 raise PluginError(f"{cls.__qualname__} implements neither _score(samples, at) nor score(samples, at)")
             name = getattr(cls, "name", None)
@@ -245,7 +246,7 @@ class Registry:
             for key in dict.fromkeys(normalize(n) for n in names):
                 mine = [e for e in self._entries[kind].get(key, []) if e.plugin == distribution]
                 if mine:
-                    raise PluginError(f"{distribution} registers the {_KIND_WORDS[kind]} name {key!r} twice")
+                    raise PluginError(f"{distribution} registers the {KIND_WORDS[kind]} name {key!r} twice")
                 self._entries[kind].setdefault(key, []).append(info)
             added.append(info)
 
@@ -288,18 +289,18 @@ class Registry:
         if len(entries) > 1:
             both = ", ".join(repr(e.qualified_name) for e in entries)
             raise AmbiguousEstimatorError(
-                f"{_KIND_WORDS[kind]} name {short!r} is registered by several plugins; choose one of {both}"
+                f"{KIND_WORDS[kind]} name {short!r} is registered by several plugins; choose one of {both}"
             )
         raise UnknownEstimatorError(self._unknown_message(kind, name))
 
     def _unknown_message(self, kind: str, name: str) -> str:
-        word = _KIND_WORDS[kind]
+        word = KIND_WORDS[kind]
         known = sorted(self._entries[kind])
         message = f"unknown {word} {name!r}."
         message += did_you_mean(normalize(name.rpartition("/")[2]), known, n=3)
         for other in KINDS:
             if other != kind and normalize(name.rpartition("/")[2]) in self._entries[other]:
-                message += f" {name!r} is a {_KIND_WORDS[other]}, not a {word}."
+                message += f" {name!r} is a {KIND_WORDS[other]}, not a {word}."
         message += f" Known {word}s: {', '.join(known) if known else 'none'}"
         if not known:
             message += f" ({_INSTALL_HINT[kind]})"
@@ -330,7 +331,7 @@ class Registry:
             return info.cls(**checked)
         except ValueError as error:  # the constructor's checks and nested names and options (MIGE's score)
             place = where.rstrip(".") or "options"
-            raise OptionError(f"invalid {place} for the {_KIND_WORDS[kind]} {info.name!r}: {error}") from error
+            raise OptionError(f"invalid {place} for the {KIND_WORDS[kind]} {info.name!r}: {error}") from error
 
 
 _default: Registry | None = None

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from mireg.data import Splits
 from mireg.distributed import rand_like_global
 from mireg.estimators import MIGradientEstimator
-from mireg.options import Range, check_options
+from mireg.options import PositiveInt, Range, check_options
 from mireg.tasks.base import StepOutput, Task, eval_rows, materialise
 from mireg.tasks.dim_models import Encoder, PriorDiscriminator, Variant, image_shape
 from mireg.tasks.probes import probe_layers
@@ -43,9 +43,6 @@ from mireg.tasks.probes import probe_layers
 Pair = Literal["input", "conv"]
 #: Layers the probes evaluate, in the order of Table 1.
 LAYERS = ("conv", "fc", "y")
-
-
-PositiveInt = Annotated[int, Range(1)]
 
 
 @attrs.frozen(kw_only=True)

@@ -33,13 +33,10 @@ from torch import Tensor, nn
 from mireg.data import Splits
 from mireg.distributed import randn_like_global
 from mireg.estimators import MIGradientEstimator
-from mireg.options import Range, check_options
+from mireg.options import PositiveInt, Range, check_options
 from mireg.tasks.base import StepOutput, Task, eval_rows, materialise
 
 Method = Literal["baseline", "vib", "mi"]
-
-
-PositiveInt = Annotated[int, Range(1)]
 
 
 @attrs.frozen(kw_only=True)
