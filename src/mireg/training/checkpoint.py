@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from mireg.errors import CheckpointError
-from mireg.files import atomic_write
-from mireg.training.output import writing
+from mireg.training.output import write_atomically
 
 FORMAT = "mireg-checkpoint"
 VERSION = 1
@@ -58,8 +57,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``."""
-    with writing(path):
-        atomic_write(path, lambda handle: torch.save({"format": FORMAT, "version": VERSION, **payload}, handle))
+    write_atomically(path, lambda handle: torch.save({"format": FORMAT, "version": VERSION, **payload}, handle))
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:

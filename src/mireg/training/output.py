@@ -13,12 +13,13 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from mireg.errors import OutputError
+from mireg.files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -85,12 +86,11 @@ def claimed(out: Path, *, resume: bool = False, force: bool = False) -> Iterator
         handle.close()
 
 
-@contextmanager
-def writing(path: Path) -> Iterator[None]:
-    """Turn an ``OSError`` raised while writing ``path`` (a full disk) into an :class:`OutputError`
-    naming it; the writes are atomic, so the previous file is still intact."""
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """:func:`mireg.files.atomic_write` for a run's output: an ``OSError`` while writing ``path`` (a full
+    disk) becomes an :class:`OutputError` naming it; the write is atomic, so the previous file is intact."""
     try:
-        yield
+        atomic_write(path, write)
     except OSError as error:
         raise OutputError(
             f"cannot write {path} ({error.strerror or error}); its previous version, if any, is intact. "

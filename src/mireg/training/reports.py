@@ -7,24 +7,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mireg.files import atomic_write, atomic_write_text
 from mireg.tasks.base import Task
-from mireg.training.output import writing
+from mireg.training.output import write_atomically
 
 #: The metrics of the information plane's axes: I(x; z) across, I(z; y) up.
 PLANE = ("mi_xz", "mi_zy")
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    with writing(path):
-        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    _write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def write_metrics(path: Path, history: Sequence[dict[str, Any]]) -> None:
     """Rewrite the JSON-lines metrics file from the per-epoch history (one object per epoch)."""
-    with writing(path):
-        atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in history))
+    _write_text(path, "".join(json.dumps(row) + "\n" for row in history))
 
 
 def plot_curves(path: Path, history: Sequence[dict[str, Any]]) -> None:
@@ -59,8 +61,7 @@ def plot_curves(path: Path, history: Sequence[dict[str, Any]]) -> None:
     error_axes.set(xlabel="epoch", ylabel="%", title="error / accuracy")
     if keys:
         error_axes.legend()
-    with writing(path):
-        atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
+    write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
 
 
 def _format(key: str, value: Any) -> str:
