@@ -29,7 +29,7 @@ import attrs
 import torch
 from torch import nn
 
-from mireg.data import DATASETS, Dataset, dataset
+from mireg.data import Dataset, dataset_class
 from mireg.errors import ConfigError, MiregError, UnknownEstimatorError
 from mireg.estimators import MIGradientEstimator
 from mireg.options import Range, check_options, option_specs, validate_options
@@ -355,7 +355,7 @@ def resolve(config: Config, registry: Registry | None = None) -> Resolved:
     evaluation = _record(task_cls.eval_options, config.eval, "eval", source)
     train = _record(TrainSettings, config.train, "train", source)
     _built(source, "", lambda: resolve_device(train.device))
-    data_cls = DATASETS.get(config.data.name) or _built(source, "", lambda: type(dataset(config.data.name)))
+    data_cls = _built(source, "", lambda: dataset_class(config.data.name))
     data = _record(data_cls, config.data.options, "data.options", source)
     _built(source, "", data.check)  # its messages name the option whose files are missing
     recipe = None

@@ -21,6 +21,7 @@ __all__ = [
     "Split",
     "Splits",
     "dataset",
+    "dataset_class",
     "epoch_order",
     "steps_per_epoch",
     "training_batches",
@@ -30,11 +31,17 @@ __all__ = [
 DATASETS: dict[str, type[Dataset]] = {cls.name: cls for cls in (Digits, MNIST, MNIST5k, CIFAR10, CIFAR100, Synthetic)}
 
 
-def dataset(name: str, options: Mapping[str, Any] | None = None, *, where: str = "data.options.") -> Dataset:
-    """The dataset ``name`` built with validated ``options``; unknown names suggest close ones."""
+def dataset_class(name: str) -> type[Dataset]:
+    """The dataset class registered as ``name``; unknown names suggest close ones."""
     cls = DATASETS.get(name)
     if cls is None:
         hint = did_you_mean(name, DATASETS)
         raise ConfigError(f"data.name: unknown dataset {name!r}.{hint} Known datasets: {', '.join(sorted(DATASETS))}")
+    return cls
+
+
+def dataset(name: str, options: Mapping[str, Any] | None = None, *, where: str = "data.options.") -> Dataset:
+    """The dataset ``name`` built with validated ``options``; unknown names suggest close ones."""
+    cls = dataset_class(name)
     built: Dataset = cls(**validate_options(cls, dict(options or {}), where=where))
     return built
