@@ -44,7 +44,7 @@ def list_estimators(kind: str | None = None) -> list[EstimatorInfo]:
 
 def entropy_surrogate(
     z: Tensor,
-    score: str | type[ScoreEstimator] | ScoreEstimator = "ssge",
+    score: str | type[ScoreEstimator] | ScoreEstimator = mige.DEFAULT_SCORE,
     *,
     score_options: dict[str, Any] | None = None,
     precondition: Precondition = "auto",

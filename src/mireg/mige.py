@@ -64,6 +64,10 @@ Calibrate = Literal["affine", "scale", "none"]
 Marginal = Literal["mixture", "score"]
 #: Smallest batch :func:`preconditioned_score` standardises (two samples standardise to ±1 everywhere).
 MIN_PRECONDITIONED_BATCH = 3
+#: MIGE's score estimator (plugin mireg-kscore): Tikhonov with a local diagonal RBF kernel on the whitened batch,
+#: nearer dI/dρ than SSGE on the non-Gaussian (warped) toy at a fraction of its cost, one Cholesky per fit
+#: (benchmarks/results/toy_gradient_default.md, mige_speed.md).
+DEFAULT_SCORE = "kef"
 #: Batches above this size fit MIGE's score estimates on this many landmark rows (benchmarks/results/mige_speed.md).
 DEFAULT_LANDMARKS = 512
 #: Options of a value score estimator that given ``value_score_options`` override: Stein at 1.5x the median
@@ -499,8 +503,9 @@ class MIGE(MIGradientEstimator):
     against the exact −∇H(z|x) and σ grows without bound at large IB weights β; and the sample
     term alone (the detached score) carries noise of size 1/σ that the component term cancels.
 
-    Defaults were chosen on the correlated-Gaussian toy (``benchmarks/toy_gradient.py``; the
-    comparison of settings is in ``benchmarks/results/toy_gradient.md``).
+    Defaults were chosen on the correlated-Gaussian toy and its warped (non-Gaussian) twin
+    (``benchmarks/toy_gradient.py``; the comparisons of settings are in ``benchmarks/results/toy_gradient*.md``):
+    the score estimator is :data:`DEFAULT_SCORE` with its plugin's ``whitened_options``.
 
     Calibration that cannot apply (an untrained score network, whose estimate is not yet
     positively correlated with the samples, or a singular moment matrix) is skipped for that
@@ -543,7 +548,7 @@ class MIGE(MIGradientEstimator):
     def __init__(
         self,
         *,
-        score: str | type[ScoreEstimator] | ScoreEstimator = "ssge",
+        score: str | type[ScoreEstimator] | ScoreEstimator = DEFAULT_SCORE,
         score_options: dict[str, Any] | None = None,
         precondition: Precondition = "auto",
         shrinkage: Annotated[float, Range(0, 1, high_open=True)] = 1e-3,

@@ -33,7 +33,7 @@ KINDS = ("score", "mi_gradient", "task")
 #: How messages and `mireg show` name each kind.
 KIND_WORDS = {"score": "score estimator", "mi_gradient": "MI-gradient estimator", "task": "task"}
 _INSTALL_HINT = {
-    "score": "install a plugin, e.g. `pip install mireg-ssge` (or `pip install plugins/ssge` in a checkout)",
+    "score": "install a plugin, e.g. `pip install mireg-kscore`, MIGE's default (`pip install plugins/kscore`)",
     "mi_gradient": "install a plugin, e.g. `pip install mireg-mine` (or `pip install plugins/mine`)",
     "task": "tasks ship with mireg itself; is the installation complete?",
 }

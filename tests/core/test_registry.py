@@ -180,7 +180,7 @@ def test_nested_score_names_are_resolved_by_the_registry_that_builds(registry: R
     assert given.estimators["z"].ridge == 0.1  # given options override the plugin's
     with pytest.raises(UnknownEstimatorError, match="Did you mean 'gauss'"):
         registry.create("mi_gradient", "mige", {"score": "gaus"})
-    with pytest.raises(UnknownEstimatorError, match="unknown score estimator 'ssge'"):
+    with pytest.raises(UnknownEstimatorError, match="unknown score estimator 'kef'"):
         registry.create("mi_gradient", "mige")  # the default name, resolved here too
     message = "invalid estimator.options for the MI-gradient estimator 'mige': unknown option score_options.rdge"
     with pytest.raises(OptionError, match=message + " for 'gauss'. Did you mean 'ridge'"):
