@@ -90,6 +90,20 @@ def test_iterations_and_lam_are_the_same_regularisation() -> None:
 
 @pytest.mark.parametrize(
     "estimator",
+    [NuMethod(iterations=6, bandwidth=1.5), Landweber(iterations=6, bandwidth=1.5)],
+    ids=["nu-method", "landweber"],
+)
+def test_iterations_are_differentiable_in_the_samples(estimator: ScoreEstimator) -> None:
+    # Autograd through the iterations (no iterate the operator saves is overwritten) against finite
+    # differences, float64, default gradcheck tolerances (atol 1e-5, rtol 1e-3).
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64, requires_grad=True)
+    points = torch.randn(3, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda s: estimator.score(s), (x,))
+    assert torch.autograd.gradcheck(lambda s: estimator.score(s, at=points), (x,))
+
+
+@pytest.mark.parametrize(
+    "estimator",
     [
         NuMethod(),
         Landweber(iterations=20),

@@ -155,11 +155,12 @@ class NuMethod(KernelScoreEstimator):
                 (k + 2 * nu - 1) * (2 * k + 4 * nu - 1) * (2 * k + 2 * nu - 3)
             )
             omega = 4 * (2 * k + 2 * nu - 1) * (k + nu - 1) / ((k + 2 * nu - 1) * (2 * k + 4 * nu - 1))
-            # s_{k−2} + (1 + μ)(s_{k−1} − s_{k−2}) = s_{k−1} + μ (s_{k−1} − s_{k−2}), written over s_{k−2}'s buffer
+            # s_{k−1} + μ (s_{k−1} − s_{k−2}) = lerp(s_{k−2}, s_{k−1}, 1 + μ): one pass. The coefficients reuse
+            # s_{k−2}'s buffer; the values do not (the application saves them for autograd).
             step = gram.apply(values)
             last_weight, weight = weight, weight + mu * (weight - last_weight) + omega
             last_coefficients, coefficients = coefficients, last_coefficients.lerp_(coefficients, 1 + mu)
             coefficients.sub_(values, alpha=omega / m)
-            last_values, values = values, last_values.lerp_(values, 1 + mu)
+            last_values, values = values, last_values.lerp(values, 1 + mu)
             values.add_(zeta, alpha=omega).sub_(step, alpha=omega / m)
         return Expansion(values, coefficients, weight=weight)
