@@ -7,6 +7,10 @@ dimension d and batch size M it measures the relative RMSE of the score,
 estimators (``est.parametric``, the ssm score network) are first warmed up as MIGE uses them:
 ``WARMUP_CALLS`` score() calls on fresh batches of the same size from the same distribution
 (300, or 100 with ``--quick``; the table reports the number); nonparametric ones need none.
+Warmed up so, a network has seen 300 × M samples where a kernel estimator sees the call's M, so each
+parametric estimator also has a row trained with as many calls on the call's own samples only, and
+every run ends with a reference row: the score of the Gaussian fitted to the call's samples (the exact
+model of the ``normal`` and ``gaussian`` problems, so about as well as M samples of them allow).
 Distributions (from :mod:`mireg.testing`):
 
 * ``normal``: N(0, I), the main use case (MIGE whitens batches before scoring them);
@@ -46,11 +50,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 import mireg
 from mireg.estimators import ScoreEstimator
 from mireg.testing import (
     ClosedFormDistribution,
+    FittedGaussianScore,
     Gaussian,
     GaussianMixture,
     StandardNormal,
@@ -77,7 +83,8 @@ SETTINGS: dict[str, list[dict[str, Any]]] = {
     "landweber": [{}, {"lam": 0.03}],
     "spectral-cutoff": [{}],
 }
-#: The options MIGE builds kef and nu-method with (their whitened_options; the samples here are N(0, I)).
+#: The options MIGE builds nu-method with (its whitened_options; the samples here are N(0, I)); kef's are
+#: the same with the diagonal kernel (MIGE's default score estimator).
 WHITENED = {"kernel": "curlfree-rbf", "lam": 1e-3, "bandwidth_rule": "whitened", "bandwidth_multiplier": 1.0}
 #: The kscore estimators timed against one eigh (those installed), with the options timed: the
 #: defaults, the former defaults, fewer iterations, and the options for MIGE (benchmarks/toy_gradient.py).
@@ -94,6 +101,7 @@ KSCORE: dict[str, list[dict[str, Any]]] = {
         {},
         {"lam": 1e-3, "kernel": "curlfree-rbf", "bandwidth": 2.0},
         WHITENED,
+        {**WHITENED, "kernel": "diagonal-rbf"},
         {"lam": 1e-5, "kernel": "diagonal-rbf"},
     ],
     "spectral-cutoff": [{}],
@@ -109,8 +117,11 @@ def distributions(d: int, generator: torch.Generator, dtype: torch.dtype) -> dic
     }
 
 
-def warm_up(estimator: ScoreEstimator, dist: ClosedFormDistribution, m: int, calls: int, seed: int) -> int:
-    """Train a parametric estimator as MIGE does: ``calls`` score() calls on fresh ``[m, d]`` batches.
+def warm_up(
+    estimator: ScoreEstimator, dist: ClosedFormDistribution, m: int, calls: int, seed: int, own: Tensor | None = None
+) -> int:
+    """Train a parametric estimator as MIGE does: ``calls`` score() calls on fresh ``[m, d]`` batches, or,
+    given ``own`` ``[m, d]``, on that one batch every time (the data a nonparametric estimator sees).
 
     Nonparametric estimators fit from scratch at every call: nothing to do, 0 calls. Returns the
     number of calls made.
@@ -119,7 +130,7 @@ def warm_up(estimator: ScoreEstimator, dist: ClosedFormDistribution, m: int, cal
         return 0
     generator = torch.Generator().manual_seed(seed)
     for _ in range(calls):
-        estimator.score(dist.sample(m, generator))
+        estimator.score(dist.sample(m, generator) if own is None else own)
     return calls
 
 
@@ -133,6 +144,9 @@ def best_time(call: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
+#: The reference row: the score of the Gaussian fitted to the call's samples (the exact model of the
+#: normal and gaussian problems, so a bound on what M samples of them tell an estimator).
+REFERENCE = "gaussian fit (reference)"
 #: Warm-up score() calls of a parametric estimator before it is measured (full run, --quick).
 WARMUP_CALLS = (300, 100)
 
@@ -144,46 +158,64 @@ def accuracy_rows(
     docstring)."""
     warmup = WARMUP_CALLS[1] if quick else WARMUP_CALLS[0]
     rows = []
+    runs: list[tuple[str, dict[str, Any], Callable[..., ScoreEstimator], str]] = []
     for info in mireg.list_estimators("score"):
-        if names is not None and info.name not in names:
-            continue
-        for options in SETTINGS.get(info.name, [{}]):
-            for d in dims:
-                for m in sizes:
-                    generator = torch.Generator().manual_seed(1000 * d + m)
-                    for dist, law in distributions(d, generator, torch.float32).items():
-                        estimator = mireg.score_estimator(info.name, **options)
-                        calls = warm_up(estimator, law, m, warmup, seed=1000 * d + m + 1)
-                        x, s = sample_with_score(law, m, generator)
-                        queries, truth = sample_with_score(law, 512, generator)
-                        estimate = estimator.score(x)
-                        try:
-                            out = relative_rmse(estimator.score(x, at=queries), truth)
-                        except (NotImplementedError, ValueError):
-                            out = None
-                        seconds = best_time(functools.partial(estimator.score, x), 1 if m == 2048 else 3)
-                        rows.append(
-                            {
-                                "estimator": info.name,
-                                "options": options,
-                                "distribution": dist,
-                                "d": d,
-                                "M": m,
-                                "warmup_calls": calls,
-                                "in_sample": relative_rmse(estimate, s),
-                                "out_of_sample": out,
-                                "seconds": seconds,
-                            }
-                        )
-                        print(_format(rows[-1]), flush=True)
+        if names is None or info.name in names:
+            for options in SETTINGS.get(info.name, [{}]):
+                make = functools.partial(mireg.score_estimator, info.name, **options)
+                runs.append((info.name, options, make, "fresh"))
+                if info.cls.parametric:  # the same network trained only on the call's own samples
+                    runs.append((info.name, options, make, "own"))
+    runs.append((REFERENCE, {}, FittedGaussianScore, "fresh"))
+    for name, options, build, data in runs:
+        for d in dims:
+            for m in sizes:
+                generator = torch.Generator().manual_seed(1000 * d + m)
+                for dist, law in distributions(d, generator, torch.float32).items():
+                    estimator = build()
+                    x, s = sample_with_score(law, m, generator)  # warm_up draws from its own generator
+                    own = x if data == "own" else None
+                    calls = warm_up(estimator, law, m, warmup, seed=1000 * d + m + 1, own=own)
+                    queries, truth = sample_with_score(law, 512, generator)
+                    estimate = estimator.score(x)
+                    try:
+                        out = relative_rmse(estimator.score(x, at=queries), truth)
+                    except (NotImplementedError, ValueError):
+                        out = None
+                    seconds = best_time(functools.partial(estimator.score, x), 1 if m == 2048 else 3)
+                    rows.append(
+                        {
+                            "estimator": name,
+                            "options": options,
+                            "distribution": dist,
+                            "d": d,
+                            "M": m,
+                            "warmup_calls": calls,
+                            "warmup_data": data if calls else None,
+                            "in_sample": relative_rmse(estimate, s),
+                            "out_of_sample": out,
+                            "seconds": seconds,
+                        }
+                    )
+                    print(_format(rows[-1]), flush=True)
     return rows
+
+
+def _warmup_data(row: dict[str, Any]) -> str:
+    """What a row's estimator was trained on before it was measured."""
+    return {None: "none", "fresh": "fresh batches", "own": "its own samples"}[row["warmup_data"]]
+
+
+def _warmup(row: dict[str, Any]) -> str:
+    """The warm-up calls of a row and, for a parametric estimator, on what data."""
+    return f"{row['warmup_calls']} ({_warmup_data(row)})" if row["warmup_calls"] else "0"
 
 
 def _format(row: dict[str, Any]) -> str:
     out = "n/a" if row["out_of_sample"] is None else f"{row['out_of_sample']:.3f}"
     return (
         f"| {row['estimator']} | {json.dumps(row['options'])} | {row['distribution']} | {row['d']} | {row['M']} "
-        f"| {row['warmup_calls']} | {row['in_sample']:.3f} | {out} | {1000 * row['seconds']:.1f} |"
+        f"| {_warmup(row)} | {row['in_sample']:.3f} | {out} | {1000 * row['seconds']:.1f} |"
     )
 
 
@@ -275,17 +307,21 @@ def interleaved_ratios(rounds: int) -> dict[str, dict[str, float]]:
 
 def mean_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: mean in-sample relative RMSE per estimator and setting at each M."""
-    groups: dict[tuple[str, str, int], list[float]] = {}
+    groups: dict[tuple[str, str, str, int], list[float]] = {}
     for row in rows:
-        groups.setdefault((row["estimator"], json.dumps(row["options"]), row["M"]), []).append(row["in_sample"])
-    lines = ["| estimator | options | M | problems | mean rel. RMSE in-sample | worst |", "|---|---|---|---|---|---|"]
+        key = (row["estimator"], json.dumps(row["options"]), _warmup_data(row), row["M"])
+        groups.setdefault(key, []).append(row["in_sample"])
+    lines = [
+        "| estimator | options | warm-up data | M | problems | mean rel. RMSE in-sample | worst |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
-    def order(item: tuple[tuple[str, str, int], list[float]]) -> tuple[int, float]:
-        return item[0][2], sum(item[1]) / len(item[1])
+    def order(item: tuple[tuple[str, str, str, int], list[float]]) -> tuple[int, float]:
+        return item[0][3], sum(item[1]) / len(item[1])
 
-    for (name, options, m), values in sorted(groups.items(), key=order):
+    for (name, options, data, m), values in sorted(groups.items(), key=order):
         mean = sum(values) / len(values)
-        lines.append(f"| {name} | {options} | {m} | {len(values)} | {mean:.3f} | {max(values):.3f} |")
+        lines.append(f"| {name} | {options} | {data} | {m} | {len(values)} | {mean:.3f} | {max(values):.3f} |")
     return "\n".join(lines)
 
 
