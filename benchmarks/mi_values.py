@@ -60,18 +60,13 @@ from torch import Tensor
 import mireg
 from mireg.estimate import TRAINING_DEFAULTS
 from mireg.heat_flow import gaussian_plugin_mi
-from mireg.testing import correlated_gaussian_mi, correlated_gaussians
+from mireg.testing import correlated_gaussian_mi, correlated_gaussians, warp
 
 RESULTS = Path(__file__).parent / "results"
 #: benchmark-mi's estimators shown beside mireg's (run by bmi_tasks.py on the exported data sets).
 BMI_COLUMNS = ("ksg", "cca")
 #: (x, y, seed) -> nats
 Estimator = Callable[[Tensor, Tensor, int], float]
-
-
-def warp(t: Tensor) -> Tensor:
-    """An invertible per-coordinate map: I(warp(x); warp(y)) = I(x; y)."""
-    return t + 0.4 * t**3
 
 
 def estimate_mi_value(name: str, m: int, **options: Any) -> Estimator:

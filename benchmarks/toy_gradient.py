@@ -60,6 +60,7 @@ from mireg.testing import (
     correlated_gaussian_mi,
     correlated_gaussian_mi_grad,
     correlated_gaussians,
+    warp,
 )
 
 RESULTS = Path(__file__).parent / "results"
@@ -123,11 +124,6 @@ def sample(rho: Tensor, d: int, m: int, generator: torch.Generator) -> tuple[Ten
 def truth(rho: float, d: int) -> tuple[float, float]:
     """True I and dI/dρ."""
     return correlated_gaussian_mi(d, rho), correlated_gaussian_mi_grad(d, rho)
-
-
-def warp(t: Tensor) -> Tensor:
-    """An invertible per-coordinate map: I(warp(x); warp(y)) = I(x; y)."""
-    return t + 0.4 * t**3
 
 
 def student_t(n: int, d: int, generator: torch.Generator, dof: int = 3) -> Tensor:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import mireg
-from mireg.testing import FittedGaussianScore, correlated_gaussian_mi_grad, correlated_gaussians, toy_gradient_ratio
+from mireg.testing import FittedGaussianScore, correlated_gaussians, toy_gradient_ratio
 
 
 # Measured ratios (benchmarks/toy_gradient.py, same seeds): 0.990-1.022 at every listed setting
@@ -72,33 +72,19 @@ def test_projected_mige_follows_the_closed_form_gradient_of_the_projected_mi() -
     assert abs(float(estimate.norm() / truth.norm()) - 1) < 0.15
 
 
-def warp(t: torch.Tensor) -> torch.Tensor:
-    """An invertible per-coordinate map: I(warp(x); warp(y)) = I(x; y), but the joint is not Gaussian."""
-    return t + 0.4 * t**3
-
-
-def warped_ratio(mi: torch.nn.Module, d: int, rho: float, m: int = 512, seeds: int = 6) -> float:
-    grads = []
-    for seed in range(seeds):
-        r = torch.tensor(rho, requires_grad=True)
-        x, y = correlated_gaussians(m, d, r, torch.Generator().manual_seed(seed))
-        mi(warp(x), warp(y)).backward()
-        grads.append(float(r.grad))
-    return sum(grads) / len(grads) / correlated_gaussian_mi_grad(d, rho)
-
-
 @pytest.mark.parametrize("rho", [0.5, 0.7])
 def test_the_score_estimator_matters_on_a_non_gaussian_toy(rho: float) -> None:
     # Measured at d = 5, batch 512, 6 seeds: default MIGE 1.024 (ρ = 0.5) and 1.027 (ρ = 0.7); the
     # Gaussian approximation 0.82 and 0.88, so the tolerance below separates the two.
-    assert abs(warped_ratio(mireg.mi_gradient_estimator("mige"), 5, rho) - 1) < 0.05
+    assert abs(toy_gradient_ratio(mireg.mi_gradient_estimator("mige"), 5, rho, 512, seeds=6, warped=True) - 1) < 0.05
     gaussian = mireg.mi_gradient_estimator("mige", score=FittedGaussianScore())
-    assert abs(warped_ratio(gaussian, 5, rho) - 1) > 0.1
+    assert abs(toy_gradient_ratio(gaussian, 5, rho, 512, seeds=6, warped=True) - 1) > 0.1
 
 
 @pytest.mark.parametrize(("d", "rho"), [(20, 0.5), (20, 0.7), (32, 0.7)])
 def test_default_mige_is_within_5_percent_on_the_warped_toy_where_ssge_is_not(d: int, rho: float) -> None:
     # Batch 512, 6 seeds, measured: default MIGE (kef, local diagonal RBF) 1.009, 0.997 and 0.955;
     # MIGE with SSGE 0.878, 0.918 and 0.899 (benchmarks/results/toy_gradient_default.md: 10 seeds, every ρ).
-    assert abs(warped_ratio(mireg.mi_gradient_estimator("mige"), d, rho) - 1) < 0.05
-    assert abs(warped_ratio(mireg.mi_gradient_estimator("mige", score="ssge"), d, rho) - 1) > 0.075
+    default, ssge = mireg.mi_gradient_estimator("mige"), mireg.mi_gradient_estimator("mige", score="ssge")
+    assert abs(toy_gradient_ratio(default, d, rho, 512, seeds=6, warped=True) - 1) < 0.05
+    assert abs(toy_gradient_ratio(ssge, d, rho, 512, seeds=6, warped=True) - 1) > 0.075
