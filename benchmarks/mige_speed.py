@@ -8,17 +8,17 @@ maximising the MIGE surrogate of I(x; z) with the data side randomly projected t
 are reported as median and interquartile range, and the MIGE / plain ratio as the median and IQR
 of the per-block ratios of medians (machine noise hits the four alike within a block).
 
-At the same B, the toy-gradient accuracy of default MIGE (estimated / true dI/dρ on the
-correlated Gaussians at d = 20, ρ ∈ {0.5, 0.9, 0.99}, mean over seeds, and on the warped toy,
-each coordinate mapped by t ↦ t + 0.4t³) and, up to ``--exact-up-to``, of the exact path
-(``landmarks=None``), so that speed is never bought with accuracy. The projection's effect on
-the gradient: on the toy with the data side widened to D = 200 (x padded with independent noise
-and rotated, so the MI is unchanged) and projected to 64, the mean and standard deviation over batches of the dI/dρ estimate with a fresh Gaussian
-matrix per call (the former projection), fresh column signs on one seeded matrix (the current
-one) and a fixed matrix, and the spread over repeated calls on one batch (the projection's own
-variance). Writes ``benchmarks/results/mige_speed{,_quick}.{json,md,png}`` (PNG: ms per step
-against B, log-log). ``--device cuda`` times the steps on a GPU (synchronised around each step;
-the toy accuracy is computed on the CPU) and writes ``mige_speed_cuda{,_quick}.*``.
+At the same B, the toy-gradient accuracy of default MIGE (estimated / true dI/dρ on the correlated
+Gaussians at d = 20, ρ ∈ {0.5, 0.9, 0.99}, mean over seeds, and on the warped toy, each coordinate
+mapped by t ↦ t + 0.4t³) and, up to ``--exact-up-to``, of the exact path (``landmarks=None``), so
+that speed is never bought with accuracy. The projection's effect on the gradient: on the toy with
+the data side widened to D = 200 (x padded with independent noise and rotated, so the MI is
+unchanged) and projected to 64, the mean and standard deviation over batches of the dI/dρ estimate
+with a fresh Gaussian matrix per call (the former projection), fresh column signs on one seeded
+matrix (the current one) and a fixed matrix, and the spread over repeated calls on one batch (the
+projection's own variance). Writes ``benchmarks/results/mige_speed{,_quick}.{json,md,png}`` (PNG: ms
+per step against B, log-log). ``--device cuda`` times the steps on a GPU (synchronised around each
+step; the toy accuracy is computed on the CPU) and writes ``mige_speed_cuda{,_quick}.*``.
 
 ``--profile`` instead profiles ``--profile-steps`` MIGE steps (SGD, the first batch size) with
 torch.profiler at one thread and prints the operators by their share of the CPU time, self time
