@@ -3,8 +3,9 @@ MIGE gets the encoder's means and log-variances and keeps σ bounded at large β
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
@@ -18,18 +19,8 @@ from mireg.tasks.ib import IB, IBEvalOptions, IBModelOptions, IBNetwork
 from mireg.training import Trainer
 from mireg.training.checkpoint import load_checkpoint
 
-
-def resolved(method: str, estimator: dict[str, Any] | None = None, epochs: int = 1) -> Resolved:
-    raw: dict[str, Any] = {
-        "task": {"name": "ib", "options": {"method": method, "beta": 0.01}},
-        "data": {"name": "synthetic", "options": {"train_size": 120, "val_size": 40, "test_size": 40}},
-        "model": {"hidden": [16], "z_dim": 3},
-        "train": {"epochs": epochs, "batch_size": 40, "seed": 3},
-        "eval": {"samples": 2},
-    }
-    if estimator is not None:
-        raw["estimator"] = estimator
-    return resolve(parse_config(raw))
+if TYPE_CHECKING:  # annotations only: at run time the module `conftest` may be tests/core's
+    from conftest import AppliedIBStep
 
 
 METHODS = {
@@ -41,40 +32,30 @@ METHODS = {
 
 
 @pytest.mark.parametrize("label", list(METHODS))
-def test_every_method_trains_and_reports_errors(label: str, tmp_path: Path) -> None:
+def test_every_method_trains_and_reports_errors(label: str, tmp_path: Path, ib_run: Callable[..., Resolved]) -> None:
     method, estimator = METHODS[label]
     if estimator is not None:
         pytest.importorskip("mireg_ssge" if estimator["name"] == "mige" else "mireg_mine")
-    results = Trainer(resolved(method, estimator, epochs=2), tmp_path, progress=False).run()
+    results = Trainer(ib_run(method, estimator, epochs=2), tmp_path, progress=False).run()
     metrics = results["metrics"]
     assert 0.0 <= metrics["test_error"] <= 1.0 and 0.0 <= metrics["val_error"] <= 1.0
     assert torch.isfinite(torch.tensor(metrics["train_loss"]))
     assert results["method"] == method and results["estimator"] == (estimator["name"] if estimator else None)
 
 
-def test_critic_ascends_the_bound_the_encoder_descends() -> None:
+def test_critic_ascends_the_bound_the_encoder_descends(applied_ib_step: Callable[..., AppliedIBStep]) -> None:
     pytest.importorskip("mireg_mine")
-    run = resolved("mi", {"name": "mine", "options": {"hidden": 16, "layers": 1}})
-    data = run.dataset.load()
-    estimator = default_registry().create("mi_gradient", "mine", {"hidden": 16, "layers": 1})
-    task: IB = run.task
-    net = task.build(data, run.model, estimator, device=torch.device("cpu"), dtype=torch.float32)
-    net.estimator.eval()  # no moving-average update: both passes below compute the same function
-    groups = task.parameter_groups(net)
-    optimizers = {name: torch.optim.SGD(params, lr=0.0) for name, params in groups.items()}
-    x, y = data.train.x[:40], data.train.y[:40]
-    torch.manual_seed(0)
-    Trainer._apply(task.step(net, x, y).losses, groups, optimizers)
-    applied = {name: [p.grad.clone() for p in params] for name, params in groups.items()}
+    # eval mode: no moving-average update, so both passes compute the same function
+    step = applied_ib_step({"name": "mine", "options": {"hidden": 16, "layers": 1}}, eval_estimator=True)
 
     torch.manual_seed(0)
-    out = task.step(net, x, y)
+    out = step.task.step(step.net, step.x, step.y)
     info = -out.losses["critic"]
-    expected_critic = torch.autograd.grad(info, groups["critic"], retain_graph=True)
-    expected_model = torch.autograd.grad(out.losses["model"], groups["model"])
-    for got, want in zip(applied["critic"], expected_critic, strict=True):
+    expected_critic = torch.autograd.grad(info, step.groups["critic"], retain_graph=True)
+    expected_model = torch.autograd.grad(out.losses["model"], step.groups["model"])
+    for got, want in zip(step.applied["critic"], expected_critic, strict=True):
         torch.testing.assert_close(got, -want)  # the critic ascends the bound
-    for got, want in zip(applied["model"], expected_model, strict=True):
+    for got, want in zip(step.applied["model"], expected_model, strict=True):
         torch.testing.assert_close(got, want)  # the encoder descends ce + β·bound
 
 

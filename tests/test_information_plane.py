@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from test_dim import tiny_splits
-from test_ib import resolved as ib_resolved
 
 from mireg.config import Resolved, parse_config, resolve
 from mireg.registry import default_registry
@@ -49,11 +49,13 @@ def test_mi_zy_is_label_entropy_minus_cross_entropy() -> None:
 
 
 @pytest.mark.parametrize(("estimator", "has_xz"), [("mine", True), ("mige", True)])
-def test_the_run_logs_the_plane_every_mi_every_epochs(tmp_path: Path, estimator: str, has_xz: bool) -> None:
+def test_the_run_logs_the_plane_every_mi_every_epochs(
+    tmp_path: Path, estimator: str, has_xz: bool, ib_run: Callable[..., Resolved]
+) -> None:
     """Both give a value of I(x; z): MINE its bound, MIGE the heat-flow value (on x projected to 4
     columns: 40 rows hold 3 (4 + 3) + 2 = 23, the least the heat-flow value needs)."""
     options = {"mine": {"hidden": 16, "layers": 1}, "mige": {"score": "ssge", "projection_dim": 4}}[estimator]
-    run = ib_resolved("mi", {"name": estimator, "options": options}, epochs=4)
+    run = ib_run("mi", {"name": estimator, "options": options}, epochs=4)
     run = resolve(parse_config({**run.config.to_dict(), "eval": {"samples": 2, "mi_every": 2, "mi_rows": 40}}))
     Trainer(run, tmp_path, progress=False).run()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -88,8 +90,8 @@ def test_dim_logs_the_estimators_value_of_i_a_y(tmp_path: Path) -> None:
     assert task.information_every(options) == 1
 
 
-def test_resolved_runs_need_no_second_lookup() -> None:
-    run: Resolved = ib_resolved("mi", {"name": "mige", "options": {"score": "ssge"}})
+def test_resolved_runs_need_no_second_lookup(ib_run: Callable[..., Resolved]) -> None:
+    run: Resolved = ib_run("mi", {"name": "mige", "options": {"score": "ssge"}})
     assert run.estimator is not None and run.estimator.cls.name == "mige"
     first, second = run.estimator.build(), run.estimator.build()
     assert first is not second and type(first).name == "mige"

@@ -16,7 +16,6 @@ from typing import NoReturn
 from mireg.config import Resolved, check_batch_size, load_config, resolve, resolve_device
 from mireg.distributed import join, launched_with_ranks, leave, world
 from mireg.errors import (
-    AmbiguousEstimatorError,
     ConfigError,
     Interrupted,
     MiregError,
@@ -78,23 +77,14 @@ def _show(args: argparse.Namespace) -> int:
     kinds = [args.kind] if args.kind else list(KIND_WORDS)
     found = []
     for kind in kinds:
-        try:
-            found.append(registry.get(kind, args.name))
-        except AmbiguousEstimatorError:
-            clashing = []
-            for plugin in dict.fromkeys(info.plugin for info in registry.list(kind)):
-                try:
-                    clashing.append(registry.get(kind, f"{plugin}/{args.name}"))
-                except UnknownEstimatorError:
-                    continue
-            names = ", ".join(repr(info.qualified_name) for info in clashing)
+        matches = sorted(registry.matches(kind, args.name), key=lambda info: info.plugin)
+        if len(matches) > 1:
+            names = ", ".join(repr(info.qualified_name) for info in matches)
             print(
                 f"{args.name!r} is ambiguous: several plugins register the {KIND_WORDS[kind]} {names}; "
                 "a configuration must use one of these qualified names"
             )
-            found += clashing
-        except UnknownEstimatorError:
-            continue
+        found += matches
     if not found:
         records = [info for kind in kinds for info in registry.list(kind)]
         known = sorted({name for info in records for name in (info.name, *info.aliases)})

@@ -32,7 +32,7 @@ from torch import nn
 from mireg.data import Dataset, dataset_class
 from mireg.errors import ConfigError, MiregError, UnknownEstimatorError
 from mireg.estimators import MIGradientEstimator
-from mireg.options import Range, check_options, option_specs, validate_options
+from mireg.options import Range, check_record, option_specs, validate_options
 from mireg.registry import Registry, default_registry
 from mireg.tasks.base import Task
 from mireg.text import did_you_mean
@@ -82,7 +82,7 @@ class TrainSettings:
 
     def __attrs_post_init__(self) -> None:
         """Checks beyond the declared types and ranges; messages start with the option's name."""
-        check_options(TrainSettings, attrs.asdict(self, recurse=False))
+        check_record(self)
         if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
         low, high = SEED_RANGE

@@ -258,3 +258,9 @@ def check_options(cls: type, values: Mapping[str, Any]) -> None:
     for key, spec in specs.items():
         if key in values:
             _check(spec, values[key], label, "", specs)
+
+
+def check_record(record: attrs.AttrsInstance) -> None:
+    """Check the fields of an attrs options record (a config block such as ``[train]``) as
+    :func:`check_options` checks a constructor's arguments; call it first thing in ``__attrs_post_init__``."""
+    check_options(type(record), attrs.asdict(record, recurse=False))

@@ -274,8 +274,9 @@ class Registry:
                     seen.setdefault(id(entry), entry)
         return sorted(seen.values(), key=lambda e: (KINDS.index(e.kind), e.name, e.plugin))
 
-    def get(self, kind: str, name: str) -> EstimatorInfo:
-        """The class registered as ``name`` (or ``"<distribution>/<name>"``) of ``kind``."""
+    def matches(self, kind: str, name: str) -> tuple[EstimatorInfo, ...]:
+        """Every class of ``kind`` registered as ``name`` (or ``"<distribution>/<name>"``), in
+        registration order: none, one, or several when plugins register the same bare name."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if not isinstance(name, str):
@@ -284,12 +285,18 @@ class Registry:
         entries = self._entries[kind].get(normalize(short), [])
         if plugin:
             entries = [e for e in entries if normalize(e.plugin) == normalize(plugin)]
+        return tuple(entries)
+
+    def get(self, kind: str, name: str) -> EstimatorInfo:
+        """The class registered as ``name`` (or ``"<distribution>/<name>"``) of ``kind``."""
+        entries = self.matches(kind, name)
         if len(entries) == 1:
             return entries[0]
         if len(entries) > 1:
             both = ", ".join(repr(e.qualified_name) for e in entries)
             raise AmbiguousEstimatorError(
-                f"{KIND_WORDS[kind]} name {short!r} is registered by several plugins; choose one of {both}"
+                f"{KIND_WORDS[kind]} name {name.rpartition('/')[2]!r} is registered by several plugins; "
+                f"choose one of {both}"
             )
         raise UnknownEstimatorError(self._unknown_message(kind, name))
 

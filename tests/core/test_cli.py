@@ -74,20 +74,26 @@ def test_show_describes_a_task_with_its_model_and_eval_options(capsys: pytest.Ca
     assert "  [model] options:" in out and "    z_dim: int = " in out and "  [eval] options:" in out
 
 
+@pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
 def test_show_reports_a_duplicate_name_with_both_qualified_names(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, order: tuple[str, str]
 ) -> None:
     class Other(GaussianScore):
         """Another gauss."""
 
+    classes = {"a": GaussianScore, "b": Other}
     registry = Registry()
-    registry.register_plugin(score_plugin(GaussianScore), distribution="mireg-a")
-    registry.register_plugin(score_plugin(Other), distribution="mireg-b")
+    for key in order:  # the output is in plugin order whatever the registration order
+        registry.register_plugin(score_plugin(classes[key]), distribution=f"mireg-{key}")
     monkeypatch.setattr(mireg.cli, "default_registry", lambda: registry)
     code, out, _ = run(capsys, "show", "gauss")
     assert code == 0
-    assert out.splitlines()[0].startswith("'gauss' is ambiguous") and "'mireg-a/gauss', 'mireg-b/gauss'" in out
-    assert "\nmireg-a/gauss  (score, from mireg-a " in out and "\nmireg-b/gauss  (score, from mireg-b " in out
+    assert out.splitlines()[0] == (
+        "'gauss' is ambiguous: several plugins register the score estimator 'mireg-a/gauss', 'mireg-b/gauss'; "
+        "a configuration must use one of these qualified names"
+    )
+    titles = [line for line in out.splitlines() if not line.startswith(" ")][1:]
+    assert titles == ["mireg-a/gauss  (score, from mireg-a 0)", "mireg-b/gauss  (score, from mireg-b 0)"]
     code, out, _ = run(capsys, "show", "mireg-b/gauss")
     assert code == 0 and out.startswith("gauss  (score, from mireg-b ") and "Another gauss." in out
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import attrs
@@ -121,6 +121,21 @@ def stratified_indices(labels: Tensor, fraction: float, *, seed: int) -> tuple[T
         held.append(rows[:count])
         rest.append(rows[count:])
     return torch.cat(rest).sort().values, torch.cat(held).sort().values
+
+
+def stratified_splits(
+    x: Tensor, y: Tensor, *, test_fraction: float, val_fraction: Callable[[int], float], seed: int, classes: int
+) -> Splits:
+    """Train, validation and test splits of ``x`` ``[N, d]``, ``y`` ``[N]``, each stratified by class.
+
+    ``test_fraction`` of each class is held out as the test split (seed ``seed``), then
+    ``val_fraction(rest)`` of each class of the ``rest`` remaining rows as the validation split
+    (seed ``seed + 1``); a function of ``rest`` so a dataset can give a share or a number of rows.
+    """
+    rest, test = stratified_indices(y, test_fraction, seed=seed)
+    train_rows, val_rows = stratified_indices(y[rest], val_fraction(len(rest)), seed=seed + 1)
+    train, val = rest[train_rows], rest[val_rows]
+    return Splits(Split(x[train], y[train]), Split(x[val], y[val]), Split(x[test], y[test]), classes=classes)
 
 
 class HeldOutValidation(Dataset):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mireg.data.base import Dataset, Split, Splits, stratified_indices
+from mireg.data.base import Dataset, Splits, stratified_splits
 
 
 class Digits(Dataset):
@@ -35,7 +35,11 @@ class Digits(Dataset):
         bunch = load_digits()
         x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0
         y = torch.as_tensor(bunch.target, dtype=torch.long)
-        rest, test = stratified_indices(y, self.test_fraction, seed=self.split_seed)
-        train_rows, val_rows = stratified_indices(y[rest], self.val_fraction, seed=self.split_seed + 1)
-        train, val = rest[train_rows], rest[val_rows]
-        return Splits(Split(x[train], y[train]), Split(x[val], y[val]), Split(x[test], y[test]), classes=10)
+        return stratified_splits(
+            x,
+            y,
+            test_fraction=self.test_fraction,
+            val_fraction=lambda rest: self.val_fraction,
+            seed=self.split_seed,
+            classes=10,
+        )

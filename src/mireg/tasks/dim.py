@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from mireg.data import Splits
 from mireg.distributed import rand_like_global
 from mireg.estimators import MIGradientEstimator
-from mireg.options import PositiveInt, Range, check_options
+from mireg.options import PositiveInt, Range, check_options, check_record
 from mireg.tasks.base import StepOutput, Task, eval_rows, materialise
 from mireg.tasks.dim_models import Encoder, PriorDiscriminator, Variant, image_shape
 from mireg.tasks.probes import probe_layers
@@ -63,7 +63,7 @@ class DIMModelOptions:
     y_dim: PositiveInt = 64
 
     def __attrs_post_init__(self) -> None:
-        check_options(DIMModelOptions, attrs.asdict(self, recurse=False))
+        check_record(self)
         if len(self.channels) != 3 or any(not isinstance(c, int) or c < 1 for c in self.channels):
             raise ValueError(f"channels must be 3 positive integers, got {list(self.channels)}")
 
@@ -94,7 +94,7 @@ class DIMEvalOptions:
     mi_rows: Annotated[int, Range(2)] = 512
 
     def __attrs_post_init__(self) -> None:
-        check_options(DIMEvalOptions, attrs.asdict(self, recurse=False))
+        check_record(self)
 
 
 class DIMNetwork(nn.Module):

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from mireg.data import Splits
 from mireg.distributed import randn_like_global
 from mireg.estimators import MIGradientEstimator
-from mireg.options import PositiveInt, Range, check_options
+from mireg.options import PositiveInt, Range, check_options, check_record
 from mireg.tasks.base import StepOutput, Task, eval_rows, materialise
 
 Method = Literal["baseline", "vib", "mi"]
@@ -55,7 +55,7 @@ class IBModelOptions:
     sigma_offset: float = 5.0
 
     def __attrs_post_init__(self) -> None:
-        check_options(IBModelOptions, attrs.asdict(self, recurse=False))
+        check_record(self)
         if any(not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ValueError(f"hidden must hold positive integer widths, got {list(self.hidden)}")
 
@@ -78,7 +78,7 @@ class IBEvalOptions:
     mi_rows: Annotated[int, Range(2)] = 512
 
     def __attrs_post_init__(self) -> None:
-        check_options(IBEvalOptions, attrs.asdict(self, recurse=False))
+        check_record(self)
 
 
 class IBNetwork(nn.Module):

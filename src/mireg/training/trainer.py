@@ -263,11 +263,13 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = s.lr_at(epoch, self._base_lr(name))
         module.train()
+        reporting = self.progress and self.main
+        live = reporting and self.stream.isatty()  # a live bar on a terminal, else one line per epoch
         bar = tqdm(
             total=steps_per_epoch(data.train, s.batch_size * self.world),
             initial=state.step,
             desc=f"epoch {epoch + 1}/{s.epochs}",
-            disable=not (self.progress and self.main and self.stream.isatty()),
+            disable=not live,
             file=self.stream,
         )
         with bar:
@@ -281,7 +283,7 @@ class Trainer:
                     self._checkpoint(module, optimizers, state)
                     self._interrupted(stops[0] if stops else signal.SIGTERM, state)
         self._end_epoch(data, module, optimizers, state)
-        if self.progress and self.main and not self.stream.isatty():
+        if reporting and not live:
             row = state.history[-1]
             shown = "".join(f", {key} {row[key]:.4f}" for key in ("train_loss", "val_error") if key in row)
             print(f"epoch {epoch + 1}/{s.epochs}{shown} ({time.perf_counter() - started:.1f} s)", file=self.stream)

@@ -143,7 +143,8 @@ class SSGE(ScoreEstimator):
         return (index < count.unsqueeze(-1)) & (evals > floor)
 
     def _may_use_subspace(self, m: int) -> bool:
-        """Whether :meth:`_eigenpairs` may take the subspace path for an ``[M, M]`` kernel."""
+        """Whether :meth:`_eigenpairs` may take the subspace path for an ``[M, M]`` kernel: the
+        ``"subspace"`` solver, and M large enough (with ``n_eigen``, its block at most M/4)."""
         if self.eigensolver != "subspace":
             return False
         if self.n_eigen is not None:
@@ -152,7 +153,8 @@ class SSGE(ScoreEstimator):
 
     def _first_block(self, kernel: Tensor) -> int | None:
         """Columns of the first subspace block for ``kernel`` ``[..., M, M]``, or ``None`` when the
-        full ``eigh`` is the cheaper path (small M, or a spectrum too flat for a top-J solver).
+        full ``eigh`` runs instead (:meth:`_may_use_subspace` is false, or the spectrum is too flat for a
+        top-J solver).
 
         With a threshold, the count J is estimated up front from the eigenvalues of the kernel
         between :data:`SKETCH` strided landmarks (one small ``eigvalsh``): the same cumulative-share
@@ -160,10 +162,10 @@ class SSGE(ScoreEstimator):
         eigenpairs means a flat spectrum (J well above M/4 in the measurements): use ``eigh``.
         """
         m = kernel.shape[-1]
+        if not self._may_use_subspace(m):
+            return None
         if self.n_eigen is not None:
             return self.n_eigen + OVERSAMPLE
-        if m < MIN_SUBSPACE_M:
-            return None
         size = min(SKETCH, m // 4)
         landmarks = kernel[..., :: m // size, :: m // size][..., :size, :size]
         sketch = torch.linalg.eigvalsh(landmarks).flip(-1)
@@ -185,7 +187,7 @@ class SSGE(ScoreEstimator):
         cap = m if self.n_eigen is not None else m - 1
         if self.n_eigen is not None and self.n_eigen > m:
             raise ValueError(f"n_eigen = {self.n_eigen} exceeds the number of samples M = {m}; use n_eigen <= M")
-        block = self._first_block(kernel) if self.eigensolver == "subspace" else None
+        block = self._first_block(kernel)
         warm = None
         while block is not None and 4 * block <= m:
             evals, evecs = _nystrom_eigenpairs(kernel, block, warm)
