@@ -28,6 +28,7 @@ raises :class:`~mireg.errors.NonFiniteError`. Integer tensors are rejected.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -60,7 +61,7 @@ def check_finite(value: Tensor, what: str) -> None:
     """Raise :class:`~mireg.errors.NonFiniteError` counting the NaN/Inf entries of ``value`` (any shape), ``what``."""
     # One reduction is far cheaper than an elementwise test; NaN/Inf always reach the sum, and a
     # sum that merely overflows falls through to the exact count below, which then finds nothing.
-    if bool(torch.isfinite(value.detach().sum())):
+    if math.isfinite(float(value.detach().sum())):
         return
     bad = int((~torch.isfinite(value)).sum())
     if bad:
@@ -158,7 +159,7 @@ def check_score_output(estimator: ScoreEstimator, out: object, samples: Tensor, 
             f"score estimator {describe(estimator)} returned {out.dtype} on {out.device}, expected the dtype and "
             f"device of its samples ({samples.dtype}, {samples.device})"
         )
-    if not bool(torch.isfinite(out.detach().sum())):
+    if not math.isfinite(float(out.detach().sum())):
         bad = int((~torch.isfinite(out)).sum())
         if bad:
             peak = float(samples.detach().abs().amax())

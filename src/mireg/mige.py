@@ -36,6 +36,7 @@ unit scale; the paper's raw-coordinate setting is ``precondition="none"``.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
@@ -96,17 +97,19 @@ def _build_score(
     return score(**validate_options(score, options, where=where))
 
 
-def _centre(samples: Tensor) -> tuple[Tensor, Tensor]:
+def _centre(samples: Tensor) -> tuple[Tensor, Tensor | None]:
     """``samples`` ``[M, d]`` minus their mean, constant coordinates set exactly to 0, and the mask ``[d]``
-    of the constant coordinates. The mean is taken of the samples divided by their largest |value|
-    per coordinate, so it cannot overflow."""
+    of the constant coordinates (``None`` when there is none: no masking pass then). The mean is taken
+    of the samples divided by their largest |value| per coordinate, so it cannot overflow."""
     peak = samples.abs().amax(0)
     peak = torch.where(peak > 0, peak, torch.ones_like(peak))
     centred = samples - peak * (samples / peak).mean(0)
     constant = samples.amax(0) == samples.amin(0)
-    centred = centred.masked_fill(constant, 0.0)
+    mask = constant if bool(constant.any()) else None
+    if mask is not None:
+        centred = centred.masked_fill(mask, 0.0)
     check_finite(centred, "the centred batch (the samples overflow their dtype when centred; the run may be diverging)")
-    return centred, constant
+    return centred, mask
 
 
 def _spread(centred: Tensor) -> Tensor:
@@ -180,7 +183,7 @@ def stein_calibrate(score: Tensor, centred: Tensor, mode: Calibrate = "affine") 
     moment = (1 - weight) * moment
     moment.diagonal().add_(weight * mean_diag)
     calibrated, info = torch.linalg.solve_ex(moment, score, left=False)
-    if bool(info.any()) or not bool(torch.isfinite(calibrated).all()):
+    if bool(info.any()) or not (math.isfinite(float(calibrated.sum())) or bool(torch.isfinite(calibrated).all())):
         raise CalibrationError(
             "the moment matrix −mean (z − μ) ŝᵀ of the score estimate is singular, so it cannot be calibrated: "
             "use calibrate='scale' or 'none'"
@@ -188,10 +191,11 @@ def stein_calibrate(score: Tensor, centred: Tensor, mode: Calibrate = "affine") 
     return calibrated
 
 
-def _check_raw_scales(centred: Tensor, constant: Tensor) -> None:
+def _check_raw_scales(centred: Tensor, constant: Tensor | None) -> None:
     """In raw coordinates a kernel cannot see a coordinate whose squared spread is below the rounding
-    of the others': refuse such a batch ``[M, d]`` instead of returning a gradient of (close to) 0."""
-    std = _spread(centred)[~constant]
+    of the others': refuse such a batch ``[M, d]`` (constant coordinates masked by ``constant``, if any)
+    instead of returning a gradient of (close to) 0."""
+    std = _spread(centred) if constant is None else _spread(centred)[~constant]
     if std.numel() < 2:
         return
     ratio = float(std.amax() / std.amin())
@@ -288,7 +292,7 @@ def _precondition(
     work = samples.detach().to(compute_dtype(samples.dtype))
     m, d = work.shape
     centred, constant = _centre(work)
-    if bool(constant.all()):
+    if constant is not None and bool(constant.all()):
         raise ValueError(
             f"all {m} samples of the batch are identical, so its entropy gradient is undefined: check that the "
             "encoder has not collapsed to a constant and that the batch holds distinct samples"
@@ -304,10 +308,10 @@ def _precondition(
         )
 
     def calibrated(score: Tensor, rows: Tensor) -> Tensor:
-        live = ~constant  # constant coordinates (all 0 in ``rows``) have no moment to calibrate
         try:
-            if bool(live.all()):
+            if constant is None:
                 return stein_calibrate(score, rows, calibrate)
+            live = ~constant  # constant coordinates (all 0 in ``rows``) have no moment to calibrate
             return score.masked_scatter(live, stein_calibrate(score[:, live], rows[:, live], calibrate))
         except CalibrationError as error:
             if on_uncalibrated is None:
@@ -316,7 +320,9 @@ def _precondition(
             return score
 
     def done(result: Tensor) -> Tensor:
-        result = result.masked_fill(constant, 0.0).to(samples.dtype)
+        if constant is not None:
+            result = result.masked_fill(constant, 0.0)
+        result = result.to(samples.dtype)
         check_finite(
             result,
             f"the score of score estimator {describe(estimator)} mapped back to the {samples.dtype} samples "
