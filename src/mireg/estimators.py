@@ -57,18 +57,21 @@ def _check_tensor(value: object, what: str, expected: str) -> Tensor:
     return value
 
 
+def all_finite(value: Tensor) -> bool:
+    """Whether ``value`` (any shape) holds no NaN/Inf. One reduction is far cheaper than an elementwise
+    test; NaN/Inf always reach the sum, and a sum that merely overflows falls through to the exact test."""
+    return math.isfinite(float(value.detach().sum())) or bool(torch.isfinite(value).all())
+
+
 def check_finite(value: Tensor, what: str) -> None:
     """Raise :class:`~mireg.errors.NonFiniteError` counting the NaN/Inf entries of ``value`` (any shape), ``what``."""
-    # One reduction is far cheaper than an elementwise test; NaN/Inf always reach the sum, and a
-    # sum that merely overflows falls through to the exact count below, which then finds nothing.
-    if math.isfinite(float(value.detach().sum())):
+    if all_finite(value):
         return
     bad = int((~torch.isfinite(value)).sum())
-    if bad:
-        raise NonFiniteError(
-            f"{what} contains {bad} NaN/Inf value(s); estimators need finite inputs "
-            "(check the encoder output or the learning rate)"
-        )
+    raise NonFiniteError(
+        f"{what} contains {bad} NaN/Inf value(s); estimators need finite inputs "
+        "(check the encoder output or the learning rate)"
+    )
 
 
 def check_samples(samples: object, at: object = None, *, batched: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -159,15 +162,14 @@ def check_score_output(estimator: ScoreEstimator, out: object, samples: Tensor, 
             f"score estimator {describe(estimator)} returned {out.dtype} on {out.device}, expected the dtype and "
             f"device of its samples ({samples.dtype}, {samples.device})"
         )
-    if not math.isfinite(float(out.detach().sum())):
+    if not all_finite(out):
         bad = int((~torch.isfinite(out)).sum())
-        if bad:
-            peak = float(samples.detach().abs().amax())
-            raise NonFiniteError(
-                f"score estimator {describe(estimator)} returned {bad} NaN/Inf value(s) for finite {samples.dtype} "
-                f"samples (largest |value| {peak:.3g}): the computation left the range of {samples.dtype}; "
-                "rescale the samples, use float64, or check the estimator's options"
-            )
+        peak = float(samples.detach().abs().amax())
+        raise NonFiniteError(
+            f"score estimator {describe(estimator)} returned {bad} NaN/Inf value(s) for finite {samples.dtype} "
+            f"samples (largest |value| {peak:.3g}): the computation left the range of {samples.dtype}; "
+            "rescale the samples, use float64, or check the estimator's options"
+        )
     return out
 
 
@@ -236,7 +238,7 @@ class ScoreEstimator(_Described, abc.ABC):
         wide, wide_at = samples.to(dtype), None if at is None else at.to(dtype)
         wide_out = check_score_output(self, self._score(wide, wide_at), wide, wide_at)
         out = wide_out.to(samples.dtype)
-        if not bool(torch.isfinite(out).all()):
+        if not all_finite(out):
             raise NonFiniteError(
                 f"score estimator {describe(self)} computed in float32 a score outside the range of "
                 f"{samples.dtype} (largest |value| {float(wide_out.abs().amax()):.3g}); pass float32 samples"
@@ -270,7 +272,7 @@ def score_of_checked(estimator: ScoreEstimator, samples: Tensor, at: Tensor | No
 def check_estimator_output(estimator: MIGradientEstimator, out: object, x: Tensor, z: Tensor) -> Any:
     """``out`` unchanged unless it is a tensor holding NaN/Inf, which raises :class:`~mireg.errors.NonFiniteError`
     naming ``estimator`` and the largest |value| of its inputs ``x`` ``[B, dx]`` and ``z`` ``[B, dz]``."""
-    if isinstance(out, Tensor) and not bool(torch.isfinite(out.detach()).all()):
+    if isinstance(out, Tensor) and not all_finite(out):
         peak = max(float(x.detach().abs().amax()), float(z.detach().abs().amax()))
         raise NonFiniteError(
             f"MI estimator {describe(estimator)} returned a non-finite value for finite inputs (largest |value| "

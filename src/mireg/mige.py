@@ -36,7 +36,6 @@ unit scale; the paper's raw-coordinate setting is ``precondition="none"``.
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
@@ -49,6 +48,7 @@ from mireg.errors import CalibrationError, CalibrationWarning, UnknownEstimatorE
 from mireg.estimators import (
     MIGradientEstimator,
     ScoreEstimator,
+    all_finite,
     check_finite,
     check_samples,
     compute_dtype,
@@ -183,7 +183,7 @@ def stein_calibrate(score: Tensor, centred: Tensor, mode: Calibrate = "affine") 
     moment = (1 - weight) * moment
     moment.diagonal().add_(weight * mean_diag)
     calibrated, info = torch.linalg.solve_ex(moment, score, left=False)
-    if bool(info.any()) or not (math.isfinite(float(calibrated.sum())) or bool(torch.isfinite(calibrated).all())):
+    if bool(info.any()) or not all_finite(calibrated):
         raise CalibrationError(
             "the moment matrix −mean (z − μ) ŝᵀ of the score estimate is singular, so it cannot be calibrated: "
             "use calibrate='scale' or 'none'"
