@@ -436,23 +436,16 @@ def plot(records: list[dict[str, Any]], dims: list[int], m: int, path: Path) -> 
         for method in dict.fromkeys(r["method"] for r in rows):
             mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["rho"])
             xs = [r["rho"] for r in mine]
-            if "mi_mean" in mine[0]:
-                axes[0][col].errorbar(
-                    xs,
-                    [r["mi_mean"] for r in mine],
-                    yerr=[r["mi_std"] for r in mine],
-                    label=method,
-                    capsize=2,
-                    marker=".",
-                )
-            axes[1][col].errorbar(
-                xs,
-                [r["grad_mean"] for r in mine],
-                yerr=[r["grad_std"] for r in mine],
-                label=method,
-                capsize=2,
-                marker=".",
-            )
+            for row, key in ((0, "mi"), (1, "grad")):  # MIGE runs have no MI estimate
+                if f"{key}_mean" in mine[0]:
+                    axes[row][col].errorbar(
+                        xs,
+                        [r[f"{key}_mean"] for r in mine],
+                        yerr=[r[f"{key}_std"] for r in mine],
+                        label=method,
+                        capsize=2,
+                        marker=".",
+                    )
         axes[0][col].set_title(f"d = {d}, batch {m}")
         axes[0][col].set_ylabel("MI (nats)")
         axes[1][col].set_ylabel("dI/dρ (symlog)")
