@@ -56,6 +56,7 @@ from mireg.estimators import (
     score_of_checked,
 )
 from mireg.hookspecs import Register, hookimpl
+from mireg.linalg import cholesky_ex
 from mireg.options import Range, check_options, validate_options
 from mireg.projection import flip_columns, random_projection
 
@@ -133,7 +134,7 @@ def _whiten(standardised: Tensor, shrinkage: float) -> tuple[Tensor, Callable[[T
     # Whitener W = L⁻¹ with R = L Lᵀ: u = v L⁻ᵀ row-wise and s_v = s_u L⁻¹. A Cholesky factor
     # costs a fraction of an eigendecomposition; the rotation it leaves relative to the
     # symmetric R^{-1/2} does not matter to estimators with rotation-invariant kernels.
-    factor, info = torch.linalg.cholesky_ex(corr)
+    factor, info = cholesky_ex(corr)
     if bool(info.any()):
         raise ValueError(
             f"the correlation matrix of the batch is singular (shrinkage = {shrinkage}): some coordinates are "

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
+from mireg.linalg import cholesky_ex
 from mireg_kscore.conjugate_gradient import conjugate_gradient
 from mireg_kscore.expansion import WHITENED_OPTIONS, BandwidthRule, Expansion, KernelScoreEstimator
 from mireg_kscore.matrix_kernels import KernelName, MatrixKernel
@@ -104,7 +105,7 @@ class KEF(KernelScoreEstimator):
 
     def _solve(self, matrix: Tensor, rhs: Tensor) -> Tensor:
         """``matrix⁻¹ rhs`` for a symmetric positive-definite ``[..., N, N]`` matrix, by Cholesky."""
-        factor, info = torch.linalg.cholesky_ex(matrix)
+        factor, info = cholesky_ex(matrix)
         if bool((info > 0).any()):
             raise ValueError(
                 f"the KEF system is not numerically positive definite (lam = {self.lam}, {matrix.dtype}, "

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from mireg.estimators import ScoreEstimator
 from mireg.kernels import pairwise_sq_dists, rbf_kernel, unit_rbf
+from mireg.linalg import cholesky_ex
 from mireg.options import Range, check_options
 
 #: Smallest ridge that keeps the float32 Cholesky factorisation reliable (measured up to M = 2048).
@@ -71,7 +72,7 @@ class Stein(ScoreEstimator):
         rbf = unit_rbf(samples, at, self.bandwidth, self.bandwidth_multiplier)
         kernel, grad = rbf.kernel, rbf.grad_sum
         kernel.diagonal(dim1=-2, dim2=-1).add_(self.eta)
-        factor, info = torch.linalg.cholesky_ex(kernel)
+        factor, info = cholesky_ex(kernel)
         if bool((info > 0).any()):
             raise ValueError(
                 f"K + eta*I is not numerically positive definite (eta = {self.eta}, {samples.dtype}, "
