@@ -212,8 +212,9 @@ class ScoreEstimator(_Described, abc.ABC):
     parametric: ClassVar[bool] = False
     #: Whether appending all-zero coordinates to the samples leaves the score of the others unchanged (up to
     #: rounding) and scores the new ones 0, as with an isotropic kernel: MIGE then stacks its entropy terms of
-    #: different widths into one batched call (``batched`` estimators only).
-    zero_padding_exact: ClassVar[bool] = False
+    #: different widths into one batched call (``batched`` estimators only). A class attribute, or an
+    #: instance's when it depends on the options (a kernel estimator's kernel).
+    zero_padding_exact: bool = False
     #: Options MIGE builds this estimator with for its whitened batches; a user's ``score_options`` override them.
     whitened_options: ClassVar[Mapping[str, Any]] = {}
 

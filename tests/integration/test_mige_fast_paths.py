@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -21,6 +23,7 @@ from mireg.kernels import SELECT_DIRECT, _select, lower_median, median_heuristic
 from mireg.mige import MIGE, _landmark_rows, preconditioned_score, preconditioned_scores
 from mireg.projection import flip_columns, random_projection
 from mireg.testing import correlated_gaussians
+from mireg_kscore import KEF, NuMethod
 from mireg_ssge import SSGE
 from mireg_stein import Stein
 
@@ -177,11 +180,16 @@ def _terms(m: int, seed: int) -> list[torch.Tensor]:
     return [z, torch.cat([x, z], 1)]
 
 
-@pytest.mark.parametrize("estimator", [SSGE(), SSGE(eigensolver="eigh"), Stein()], ids=["ssge", "ssge-eigh", "stein"])
+@pytest.mark.parametrize(
+    "estimator",
+    [SSGE(), SSGE(eigensolver="eigh"), Stein(), KEF(**KEF.whitened_options), NuMethod(kernel="diagonal-imq")],
+    ids=["ssge", "ssge-eigh", "stein", "kef-default", "nu-method-diagonal"],
+)
 @pytest.mark.parametrize(("m", "landmarks"), [(40, None), (300, None), (300, 100)])
-def test_one_fit_of_stacked_terms_is_the_fit_of_each(estimator: SSGE | Stein, m: int, landmarks: int | None) -> None:
+def test_one_fit_of_stacked_terms_is_the_fit_of_each(estimator: ScoreEstimator, m: int, landmarks: int | None) -> None:
     # The z term padded with zero columns and stacked with the joint term: one batched call gives each
     # term's own score (m = 300 takes SSGE's subspace solver, fitted one set at a time).
+    assert estimator.zero_padding_exact
     terms = _terms(m, m)
     options = {"calibrate": "affine", "landmarks": landmarks}
     shared = preconditioned_scores(estimator, terms, **options)  # type: ignore[arg-type]
@@ -189,19 +197,27 @@ def test_one_fit_of_stacked_terms_is_the_fit_of_each(estimator: SSGE | Stein, m:
         torch.testing.assert_close(score, preconditioned_score(estimator, term, **options), rtol=1e-9, atol=1e-9)  # type: ignore[arg-type]
 
 
-class _SeparateSSGE(SSGE):
-    """SSGE that MIGE fits on each term separately (its terms differ in width)."""
-
-    zero_padding_exact = False
+def test_a_curl_free_kernel_is_not_zero_padding_exact() -> None:
+    # Its divergence counts every dimension, so MIGE fits each term on its own.
+    assert not KEF(kernel="curlfree-rbf").zero_padding_exact
+    assert KEF(kernel="diagonal-imq").zero_padding_exact
+    z, joint = _terms(40, 1)
+    padded = torch.nn.functional.pad(z, (0, joint.shape[1] - z.shape[1]))
+    estimator = KEF(kernel="curlfree-rbf")
+    assert not torch.allclose(estimator.score(padded)[:, : z.shape[1]], estimator.score(z), rtol=1e-3)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_mige_surrogate_gradient_with_one_shared_fit_is_that_of_separate_fits(dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("build", [SSGE, lambda: KEF(**KEF.whitened_options)], ids=["ssge", "kef-default"])
+def test_mige_surrogate_gradient_with_one_shared_fit_is_that_of_separate_fits(
+    dtype: torch.dtype, build: Callable[[], ScoreEstimator]
+) -> None:
     def gradient(shared: bool) -> torch.Tensor:
-        ssge = SSGE() if shared else _SeparateSSGE()
+        estimator = build()
+        estimator.zero_padding_exact = shared  # False: MIGE fits each term on its own
         r = torch.tensor(0.9, dtype=dtype, requires_grad=True)
         x, y = correlated_gaussians(128, 20, r, torch.Generator().manual_seed(0), dtype=dtype)
-        MIGE(score=ssge, projection_dim=10, seed=3)(x @ torch.eye(20, 30, dtype=dtype), y).backward()
+        MIGE(score=estimator, projection_dim=10, seed=3)(x @ torch.eye(20, 30, dtype=dtype), y).backward()
         assert r.grad is not None
         return r.grad
 

@@ -33,6 +33,14 @@ def test_whitened_bandwidth_per_sample_set() -> None:
     assert torch.allclose(whitened_bandwidth(x), torch.tensor([1.0, 4.0], dtype=torch.float64), rtol=1e-12)
 
 
+def test_the_rule_counts_only_varying_coordinates() -> None:
+    # Zero columns appended (MIGE's stacked terms) and a constant column change nothing: h = 1.5 · max(2, 16·16/96).
+    x = spread_exactly(96, 16, 1.5, seed=4)
+    padded = torch.cat([x, torch.zeros(96, 16, dtype=x.dtype), torch.full((96, 1), 7.0, dtype=x.dtype)], 1)
+    assert float(whitened_bandwidth(padded)) == pytest.approx(4.0, rel=1e-12)
+    assert float(whitened_bandwidth(x)) == pytest.approx(4.0, rel=1e-12)
+
+
 @pytest.mark.parametrize("estimator", [KEF, NuMethod])
 def test_the_rule_is_the_bandwidth_the_estimators_use(estimator: type[KEF] | type[NuMethod]) -> None:
     x = spread_exactly(96, 16, 1.5, seed=2)  # h = 1.5 · max(2, 16·16/96) = 4

@@ -9,8 +9,8 @@ from conftest import relative_rmse, sample_with_score
 import mireg
 from mireg.estimators import ScoreEstimator
 from mireg.testing import bad_kernel_score_inputs, correlated_gaussian_mi_grad, correlated_gaussians
-from mireg_kscore import KEF, Landweber, NuMethod, SpectralCutoff
-from mireg_kscore.expansion import WHITENED_OPTIONS
+from mireg_kscore import KEF, Landweber, NuMethod, SpectralCutoff, expansion
+from mireg_kscore.expansion import EVALUATION_BLOCK, WHITENED_OPTIONS
 from mireg_kscore.spectral_cutoff import DENSE_LIMIT
 
 NAMES = ("nu-method", "landweber", "kef", "spectral-cutoff")
@@ -125,6 +125,23 @@ def test_batched_equals_one_by_one(estimator: ScoreEstimator) -> None:
             ]
         )
         assert torch.allclose(batched, single, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [KEF(**WHITENED_OPTIONS), KEF(subsample=30, kernel="diagonal-rbf"), NuMethod()],
+    ids=["kef-whitened", "kef-nystrom", "nu-method"],
+)
+def test_evaluation_in_row_blocks_is_the_evaluation_at_once(
+    estimator: ScoreEstimator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2.5 blocks of rows, the last one short, against one block holding every row; float64.
+    x = torch.randn(2, 60, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    rows = 5 * EVALUATION_BLOCK // 2
+    points = torch.randn(2, rows, 4, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    blocked = estimator.score(x, at=points)
+    monkeypatch.setattr(expansion, "EVALUATION_BLOCK", rows)
+    torch.testing.assert_close(blocked, estimator.score(x, at=points), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import attrs
+import torch
 from torch import Tensor
 
 from mireg.estimators import ScoreEstimator
@@ -27,6 +28,8 @@ BANDWIDTH_RULES: tuple[BandwidthRule, ...] = ("median", "whitened")
 WHITENED_BANDWIDTH = 2.0
 #: Its growth with the dimensions per sample: h = spread · max(WHITENED_BANDWIDTH, WHITENED_SLOPE · d / M).
 WHITENED_SLOPE = 16.0
+#: Rows of ``at`` evaluated at a time: the kernel fields of a block, ``[..., block, M]``, stay in cache whatever N.
+EVALUATION_BLOCK = 512
 #: The options MIGE builds ``kef`` and ``nu-method`` with for its whitened batches (their ``whitened_options``).
 WHITENED_OPTIONS: Mapping[str, Any] = MappingProxyType(
     {"kernel": "curlfree-rbf", "lam": 1e-3, "bandwidth_rule": "whitened", "bandwidth_multiplier": 1.0}
@@ -61,17 +64,22 @@ def whitened_bandwidth(samples: Tensor) -> Tensor:
     The constants were chosen with MIGE on the warped and Gaussian toys of
     ``benchmarks/toy_gradient.py`` at batches 128 to 512, d ≤ 64 (``benchmarks/results/``).
 
+    ``d`` and ``σ̄`` count only the coordinates that vary: a constant coordinate changes no distance,
+    so appending zero columns (MIGE's stacked terms of different widths) leaves the rule unchanged.
+
     Raises:
         ValueError: when all samples of a set are identical (no spread to scale by).
     """
-    m, d = samples.shape[-2:]
-    spread = (samples - samples.mean(-2, keepdim=True)).pow(2).mean((-2, -1)).sqrt()
-    if bool((spread <= 0).any()):
+    m = samples.shape[-2]
+    variance = (samples - samples.mean(-2, keepdim=True)).pow(2).mean(-2)  # [..., d]
+    varying = (variance > 0).sum(-1).to(samples.dtype)  # [...]
+    if bool((varying == 0).any()):
         raise ValueError(
             "the 'whitened' bandwidth rule needs samples with a spread, but all samples of a set are identical; "
             "pass distinct samples or a fixed bandwidth"
         )
-    return spread * max(WHITENED_BANDWIDTH, WHITENED_SLOPE * d / m)
+    spread = (variance.sum(-1) / varying).sqrt()
+    return spread * (WHITENED_SLOPE / m * varying).clamp_min(WHITENED_BANDWIDTH)
 
 
 def check_lam_or_iterations(lam: float | None, iterations: int | None) -> None:
@@ -113,6 +121,9 @@ class KernelScoreEstimator(ScoreEstimator):
         if not bandwidth_multiplier > 0:
             raise ValueError(f"bandwidth_multiplier must be > 0, got {bandwidth_multiplier}")
         self.kernel: KernelName = kernel
+        # A diagonal kernel's fields, Stein term and Gram matrix see zero coordinates nowhere (the whitened rule
+        # counts only varying ones); a curl-free kernel's divergence counts every dimension.
+        self.zero_padding_exact = not kernel.startswith("curlfree")
         self.bandwidth = bandwidth
         self.bandwidth_rule: BandwidthRule = bandwidth_rule
         self.bandwidth_multiplier = bandwidth_multiplier
@@ -136,9 +147,13 @@ class KernelScoreEstimator(ScoreEstimator):
         fit = self.fit(gram, gram.stein_term())
         if at is None:
             return fit.at_samples / unit
+        return torch.cat([self._evaluate(fit, samples, rows, h) for rows in at.split(EVALUATION_BLOCK, -2)], -2) / unit
+
+    def _evaluate(self, fit: Expansion, samples: Tensor, at: Tensor, h: Tensor) -> Tensor:
+        """The fitted score at ``at`` ``[..., N, d]`` (samples ``[..., M, d]`` rescaled alike), ``[..., N, d]``."""
         centres = MatrixKernel(self.kernel, at, samples if fit.centres is None else fit.centres, h)
         estimate = centres.apply(fit.coefficients)
         if fit.weight is not None:  # the Stein term is over all samples: Nyström's [N, M] kernel only here
             cross = centres if fit.centres is None else MatrixKernel(self.kernel, at, samples, h)
             estimate = estimate + fit.weight * cross.stein_term()
-        return estimate / unit
+        return estimate
