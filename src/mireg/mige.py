@@ -76,6 +76,9 @@ DEFAULT_LANDMARKS = 512
 #: bandwidth is within 5% on the Gaussians, where 1x is not, and much nearer on benchmark-mi's tasks than 2x
 #: (benchmarks/results/mi_values.md, bmi_suite.md).
 VALUE_SCORE_DEFAULTS: dict[str, dict[str, Any]] = {"stein": {"bandwidth_multiplier": 1.5}}
+#: MIGE's entropy terms are fitted in one stacked call up to this many fitted rows (the batch, or its landmarks);
+#: beyond it a stacked call costs more than separate ones on the CPU (benchmarks/fit_speed.py).
+STACKED_FIT_ROWS = 128
 #: Entries (rows × components × coordinates) in one block of :func:`gaussian_mixture_gradients`.
 MIXTURE_BLOCK = 1 << 22
 
@@ -98,28 +101,25 @@ def _build_score(
     return score(**validate_options(score, options, where=where))
 
 
-def _centre(samples: Tensor) -> tuple[Tensor, Tensor | None]:
-    """``samples`` ``[M, d]`` minus their mean, constant coordinates set exactly to 0, and the mask ``[d]``
-    of the constant coordinates (``None`` when there is none: no masking pass then). The mean is taken
-    of the samples divided by their largest |value| per coordinate, so it cannot overflow."""
-    peak = samples.abs().amax(0)
-    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
-    centred = samples - peak * (samples / peak).mean(0)
+def _standardise(samples: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``samples`` ``[M, d]`` standardised per coordinate: ``(standardised [M, d], std [d], constant)``.
+
+    ``std`` holds the standard deviations in the units of ``samples`` (1 for a constant coordinate),
+    ``constant`` ``[d]`` masks the constant coordinates (``None`` when there is none: no masking pass
+    then), which are exactly 0 in ``standardised``. The moments are taken of the samples divided by
+    their largest |value| per coordinate, which can neither overflow nor underflow.
+    """
+    peak = samples.abs().amax(0).clamp_min_(torch.finfo(samples.dtype).tiny)
+    scaled = samples / peak
+    centred = scaled - scaled.mean(0)
     constant = samples.amax(0) == samples.amin(0)
     mask = constant if bool(constant.any()) else None
     if mask is not None:
         centred = centred.masked_fill(mask, 0.0)
-    check_finite(centred, "the centred batch (the samples overflow their dtype when centred; the run may be diverging)")
-    return centred, mask
-
-
-def _spread(centred: Tensor) -> Tensor:
-    """Per-coordinate standard deviations ``[d]`` of ``centred`` ``[M, d]``, 1 for a constant (all-zero)
-    coordinate; squared after division by the largest |value|, so they neither overflow nor underflow."""
-    peak = centred.abs().amax(0)
-    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
-    std = peak * (centred / peak).pow(2).mean(0).sqrt()
-    return torch.where(std > 0, std, torch.ones_like(std))
+    std = centred.square().mean(0).sqrt()
+    if mask is not None:
+        std = std.masked_fill(mask, 1.0)
+    return centred / std, peak * std, mask
 
 
 def _whiten(standardised: Tensor, shrinkage: float) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
@@ -135,7 +135,10 @@ def _whiten(standardised: Tensor, shrinkage: float) -> tuple[Tensor, Callable[[T
     # costs a fraction of an eigendecomposition; the rotation it leaves relative to the
     # symmetric R^{-1/2} does not matter to estimators with rotation-invariant kernels.
     factor, info = cholesky_ex(corr)
-    if bool(info.any()):
+    # Squared pivots are at least the smallest eigenvalue, which shrinkage bounds below: smaller ones mean R is
+    # singular up to rounding (a duplicated coordinate passes the factorisation on a rounding error).
+    floor = 0.5 * max(shrinkage, torch.finfo(corr.dtype).eps ** 0.5)
+    if bool(info.any()) or float(factor.diagonal().amin()) ** 2 < floor:
         raise ValueError(
             f"the correlation matrix of the batch is singular (shrinkage = {shrinkage}): some coordinates are "
             "linear combinations of others (duplicated or collinear features, or d >= M samples); use shrinkage > 0 "
@@ -171,7 +174,7 @@ def stein_calibrate(score: Tensor, centred: Tensor, mode: Calibrate = "affine") 
         return score
     m, d = score.shape
     score = score - score.mean(0, keepdim=True)
-    moment = -(centred.T @ score) / m  # G, [d, d]; the identity for the true score
+    moment = torch.mm(centred.mT, score).div_(-m)  # G, [d, d]; the identity for the true score
     mean_diag = moment.diagonal().mean()
     if not bool(mean_diag > 0):
         raise CalibrationError(
@@ -181,9 +184,9 @@ def stein_calibrate(score: Tensor, centred: Tensor, mode: Calibrate = "affine") 
     if mode == "scale":
         return score / mean_diag
     weight = d / (d + m)
-    moment = (1 - weight) * moment
-    moment.diagonal().add_(weight * mean_diag)
-    calibrated, info = torch.linalg.solve_ex(moment, score, left=False)
+    moment.mul_(1 - weight).diagonal().add_(weight * mean_diag)
+    solution, info = torch.linalg.solve_ex(moment.mT, score.mT)  # Gᵀ Xᵀ = Sᵀ: column-major views, no copies
+    calibrated = solution.mT
     if bool(info.any()) or not all_finite(calibrated):
         raise CalibrationError(
             "the moment matrix −mean (z − μ) ŝᵀ of the score estimate is singular, so it cannot be calibrated: "
@@ -192,19 +195,20 @@ def stein_calibrate(score: Tensor, centred: Tensor, mode: Calibrate = "affine") 
     return calibrated
 
 
-def _check_raw_scales(centred: Tensor, constant: Tensor | None) -> None:
+def _check_raw_scales(std: Tensor, constant: Tensor | None) -> None:
     """In raw coordinates a kernel cannot see a coordinate whose squared spread is below the rounding
-    of the others': refuse such a batch ``[M, d]`` (constant coordinates masked by ``constant``, if any)
-    instead of returning a gradient of (close to) 0."""
-    std = _spread(centred) if constant is None else _spread(centred)[~constant]
+    of the others': refuse a batch with standard deviations ``std`` ``[d]`` so far apart (constant
+    coordinates masked by ``constant``, if any) instead of returning a gradient of (close to) 0."""
+    if constant is not None:
+        std = std[~constant]
     if std.numel() < 2:
         return
     ratio = float(std.amax() / std.amin())
-    limit = torch.finfo(centred.dtype).eps ** -0.5
+    limit = torch.finfo(std.dtype).eps ** -0.5
     if ratio > limit:
         raise ValueError(
             f"the coordinates of the batch differ in scale by a factor of {ratio:.3g} (> {limit:.3g} in "
-            f"{centred.dtype}): in raw coordinates (precondition='none') the kernel cannot resolve the small ones and "
+            f"{std.dtype}): in raw coordinates (precondition='none') the kernel cannot resolve the small ones and "
             "the gradient would be lost to rounding; use precondition='auto' or 'diag', or rescale the inputs"
         )
 
@@ -267,10 +271,12 @@ def preconditioned_scores(
     """:func:`preconditioned_score` of each of ``batches`` (``[M, d_t]``, one M), with one shared fit.
 
     Each batch is preconditioned and calibrated on its own; the estimator is called once on the
-    preconditioned batches stacked ``[T, M, d]`` when it takes batched input (``batched``) and
-    the stack changes nothing: equal widths, or narrower batches padded with zero columns for an
-    estimator with ``zero_padding_exact``. One call does the kernel and eigen work of every
-    batch in one pass of each operator (MIGE's z and joint terms). Returns ``[M, d_t]`` scores.
+    preconditioned batches stacked ``[T, M, d]`` when it takes batched input (``batched``), the
+    stack changes nothing (equal widths, or narrower batches padded with zero columns for an
+    estimator with ``zero_padding_exact``) and at most :data:`STACKED_FIT_ROWS` rows are fitted:
+    one call then does the kernel and factorisation work of every batch in one pass of each
+    operator (MIGE's z and joint terms), which on small batches saves the per-operator overhead.
+    Returns ``[M, d_t]`` scores.
     """
     prepared = [
         _precondition(estimator, samples, precondition, shrinkage, calibrate, on_uncalibrated) for samples in batches
@@ -292,7 +298,7 @@ def _precondition(
     (see :func:`preconditioned_score` for the arguments)."""
     work = samples.detach().to(compute_dtype(samples.dtype))
     m, d = work.shape
-    centred, constant = _centre(work)
+    standardised, std, constant = _standardise(work)
     if constant is not None and bool(constant.all()):
         raise ValueError(
             f"all {m} samples of the batch are identical, so its entropy gradient is undefined: check that the "
@@ -332,10 +338,10 @@ def _precondition(
         return result.detach()
 
     if precondition == "none":
-        _check_raw_scales(centred, constant)
+        _check_raw_scales(std, constant)
+        centred = standardised * std
+        check_finite(centred, "the centred batch (the samples overflow their dtype when centred; the run may diverge)")
         return work, lambda score: done(calibrated(score, centred))
-    std = _spread(centred)
-    standardised = centred / std
     if precondition == "diag":
         return standardised, lambda score: done(calibrated(score, standardised) / std)
     whitened, back = _whiten(standardised, shrinkage)
@@ -344,10 +350,13 @@ def _precondition(
 
 def _fit(estimator: ScoreEstimator, rows: Sequence[Tensor], landmarks: int | None) -> list[Tensor]:
     """The scores ``[M, d_t]`` at every row of each of ``rows`` ``[M, d_t]`` (finite, in the compute dtype:
-    not validated again), in one call on the stack when :func:`preconditioned_scores` allows it."""
+    not validated again), in one call on the stack when :func:`preconditioned_scores` allows it and at
+    most :data:`STACKED_FIT_ROWS` rows are fitted."""
     width = max(r.shape[1] for r in rows)
+    fitted = min(rows[0].shape[0], landmarks or rows[0].shape[0])
     shared = (
         len(rows) > 1
+        and fitted <= STACKED_FIT_ROWS
         and estimator.batched
         and len({(r.shape[0], r.dtype, r.device) for r in rows}) == 1
         and (estimator.zero_padding_exact or all(r.shape[1] == width for r in rows))
@@ -423,10 +432,8 @@ def gaussian_mixture_gradients(z: Tensor, mean: Tensor, log_var: Tensor) -> tupl
 
 def _surrogate(score: Tensor, samples: Tensor) -> Tensor:
     """``−mean_i ⟨score_i, samples_i⟩`` (0-dim) for a detached ``score`` and ``samples`` ``[M, d]``; its
-    gradient w.r.t. the samples is −score / M."""
-    value = -(score * samples).sum(-1).mean()
-    check_finite(value, "the MIGE surrogate (the samples overflow their dtype)")
-    return value
+    gradient w.r.t. the samples is −score / M. Not checked: MIGE's output is (and ``entropy_surrogate``'s)."""
+    return -(score * samples).sum(-1).mean()
 
 
 def _require_gradient(*inputs: Tensor) -> None:
@@ -493,7 +500,9 @@ def entropy_surrogate(
     s = preconditioned_score(
         estimator, z, precondition=precondition, shrinkage=shrinkage, calibrate=calibrate, on_uncalibrated=_warn
     )
-    return _surrogate(s, z)
+    value = _surrogate(s, z)
+    check_finite(value, "the entropy surrogate (the samples overflow their dtype)")
+    return value
 
 
 class MIGE(MIGradientEstimator):

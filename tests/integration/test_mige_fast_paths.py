@@ -18,9 +18,10 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from mireg import mige
 from mireg.estimators import ScoreEstimator, score_of_checked
 from mireg.kernels import SELECT_DIRECT, _select, lower_median, median_heuristic, pairwise_sq_dists
-from mireg.mige import MIGE, _landmark_rows, preconditioned_score, preconditioned_scores
+from mireg.mige import MIGE, STACKED_FIT_ROWS, _landmark_rows, preconditioned_score, preconditioned_scores
 from mireg.projection import flip_columns, random_projection
 from mireg.testing import correlated_gaussians
 from mireg_kscore import KEF, NuMethod
@@ -180,21 +181,51 @@ def _terms(m: int, seed: int) -> list[torch.Tensor]:
     return [z, torch.cat([x, z], 1)]
 
 
+def _fitted_ranks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ranks of the rows MIGE's fits are called on from now on (3: a stacked fit of several terms)."""
+    ranks: list[int] = []
+
+    def spy(estimator: ScoreEstimator, samples: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        ranks.append(samples.ndim)
+        return score_of_checked(estimator, samples, at)
+
+    monkeypatch.setattr(mige, "score_of_checked", spy)
+    return ranks
+
+
 @pytest.mark.parametrize(
     "estimator",
     [SSGE(), SSGE(eigensolver="eigh"), Stein(), KEF(**KEF.whitened_options), NuMethod(kernel="diagonal-imq")],
     ids=["ssge", "ssge-eigh", "stein", "kef-default", "nu-method-diagonal"],
 )
 @pytest.mark.parametrize(("m", "landmarks"), [(40, None), (300, None), (300, 100)])
-def test_one_fit_of_stacked_terms_is_the_fit_of_each(estimator: ScoreEstimator, m: int, landmarks: int | None) -> None:
+def test_one_fit_of_stacked_terms_is_the_fit_of_each(
+    estimator: ScoreEstimator, m: int, landmarks: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The z term padded with zero columns and stacked with the joint term: one batched call gives each
-    # term's own score (m = 300 takes SSGE's subspace solver, fitted one set at a time).
+    # term's own score (m = 300 takes SSGE's subspace solver, fitted one set at a time; stacked here though
+    # more rows than STACKED_FIT_ROWS, where MIGE would fit the terms separately for speed).
     assert estimator.zero_padding_exact
+    monkeypatch.setattr(mige, "STACKED_FIT_ROWS", m)
     terms = _terms(m, m)
     options = {"calibrate": "affine", "landmarks": landmarks}
+    ranks = _fitted_ranks(monkeypatch)
     shared = preconditioned_scores(estimator, terms, **options)  # type: ignore[arg-type]
+    assert ranks == [3]
     for term, score in zip(terms, shared, strict=True):
         torch.testing.assert_close(score, preconditioned_score(estimator, term, **options), rtol=1e-9, atol=1e-9)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("m", "landmarks", "ranks"),
+    [(STACKED_FIT_ROWS, None, [3]), (STACKED_FIT_ROWS + 1, None, [2, 2]), (300, STACKED_FIT_ROWS, [3])],
+)
+def test_terms_are_stacked_up_to_stacked_fit_rows_fitted_rows(
+    m: int, landmarks: int | None, ranks: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fitted = _fitted_ranks(monkeypatch)
+    preconditioned_scores(KEF(**KEF.whitened_options), _terms(m, 2), landmarks=landmarks)
+    assert fitted == ranks
 
 
 def test_a_curl_free_kernel_is_not_zero_padding_exact() -> None:

@@ -72,11 +72,20 @@ def test_the_paper_setting_refuses_scales_a_kernel_cannot_resolve() -> None:
         mige_grad(1e6, "z", torch.float32, precondition="none", calibrate="none")
 
 
-def test_samples_that_overflow_float32_raise_non_finite_error() -> None:
-    # Finite values whose deviations from the mean (4.5e38) exceed the float32 range (3.4e38).
-    z = torch.tensor([3e38, -3e38, -3e38, -3e38] * 8).view(32, 1).repeat(1, 2) * torch.tensor([1.0, -1.0])
+def test_samples_whose_deviations_overflow_float32_are_standardised_exactly() -> None:
+    # Finite values whose deviations from the mean (4.5e38) exceed the float32 range (3.4e38): the moments are
+    # taken in units of each coordinate's largest |value|, so the score is that of the samples scaled by an exact
+    # power of two, scaled back (a score is 1/scale: ~1e-39, float32 subnormals, hence rtol 1e-4).
+    z = torch.tensor([3e38, -3e38, -3e38, -1e38] * 8).view(32, 1).repeat(1, 2) * torch.tensor([1.0, -0.5])
+    z = z + torch.linspace(0, 1e37, 32)[:, None]
+    estimator = FittedGaussianScore()
+    small = preconditioned_score(estimator, z * 2.0**-100, precondition="diag")
+    torch.testing.assert_close(
+        preconditioned_score(estimator, z, precondition="diag") * 2.0**100, small, rtol=1e-4, atol=0
+    )
+    # In raw coordinates (the paper's setting) the deviations themselves are needed, and overflow.
     with pytest.raises(NonFiniteError, match="overflow their dtype when centred"):
-        MIGE(score=FittedGaussianScore())(torch.randn(32, 2), z.requires_grad_())
+        MIGE(score=estimator, precondition="none")(torch.randn(32, 2), z.requires_grad_())
 
 
 @pytest.mark.parametrize("c", [1e-30, 1e30])
@@ -188,9 +197,11 @@ def test_log_var_of_the_unflattened_shape_is_accepted() -> None:
         MIGE(score=FittedGaussianScore())(torch.randn(8, 2), z, log_var=torch.zeros(8, 2))
 
 
-def test_a_singular_correlation_matrix_names_collinear_coordinates() -> None:
-    # Only without shrinkage: a duplicated coordinate makes the correlation matrix singular.
-    z = torch.randn(64, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_singular_correlation_matrix_names_collinear_coordinates(dtype: torch.dtype) -> None:
+    # Only without shrinkage: a duplicated coordinate makes the correlation matrix singular (the factorisation
+    # may pass on a rounding error; its smallest pivot gives it away).
+    z = torch.randn(64, 2, generator=torch.Generator().manual_seed(8), dtype=dtype)
     duplicated = torch.cat([z, z[:, :1]], 1)
     with pytest.raises(ValueError, match="linear combinations of others .* use shrinkage > 0"):
         preconditioned_score(FittedGaussianScore(), duplicated, precondition="full", shrinkage=0.0)
