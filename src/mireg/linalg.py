@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 #: On the CPU, matrices whose size is a power of two from this one on are factorised bordered by one identity row
-#: and column: MKL's Cholesky is slower at those sizes (benchmarks/cholesky_speed.py, results/cholesky_speed.md).
+#: and column: MKL's Cholesky is slower at those sizes (benchmarks/fit_speed.py, results/fit_speed.md).
 CPU_SLOW_FROM = 128
 
 
