@@ -23,8 +23,10 @@ from mireg.training.reports import plot_curves
 
 
 def synthetic(rows: int = 40) -> Any:
-    raw = {"task": {"name": "ib", "options": {"method": "vib"}}, "data": {"name": "synthetic"}}
-    raw["data"]["options"] = {"val_size": rows}
+    raw = {
+        "task": {"name": "ib", "options": {"method": "vib"}},
+        "data": {"name": "synthetic", "options": {"val_size": rows}},
+    }
     return resolve(parse_config(raw)).dataset.load()
 
 
