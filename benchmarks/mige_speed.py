@@ -18,8 +18,9 @@ with a fresh Gaussian matrix per call (the former projection), fresh column sign
 matrix (the current one) and a fixed matrix, and the spread over repeated calls on one batch (the
 projection's own variance). With B = 2048 and 8192 among the batch sizes, the growth of the MIGE
 call alone from the one to the other, the two sizes interleaved call by call. Writes
-``benchmarks/results/mige_speed{,_quick}.{json,md,png}`` (PNG: ms per step against B, log-log). ``--device cuda`` times the steps on a GPU (synchronised around each
-step; the toy accuracy is computed on the CPU) and writes ``mige_speed_cuda{,_quick}.*``.
+``benchmarks/results/mige_speed{,_quick}.{json,md,png}`` (PNG: ms per step against B, log-log).
+``--device cuda`` times the steps on a GPU (synchronised around each step; the toy accuracy is
+computed on the CPU) and writes ``mige_speed_cuda{,_quick}.*``.
 
 ``--profile`` instead profiles ``--profile-steps`` MIGE steps (SGD, the first batch size) with
 torch.profiler at one thread and prints the operators by their share of the CPU time, self time
