@@ -7,10 +7,13 @@
    data side projected to 64), preconditioned and scored by :func:`mireg.mige.preconditioned_scores`
    in one stacked fit against two separate fits, for the default kef, SSGE and Stein, at batch sizes
    M from 64 to 512: where the stack pays, which sets :data:`mireg.mige.STACKED_FIT_ROWS`.
+3. The landmark path's evaluation: kef fitted on 512 rows of a 128-wide whitened batch and evaluated
+   at all B rows (B = 2048, 8192), in blocks of :data:`mireg_kscore.expansion.EVALUATION_BLOCK` rows
+   against all rows at once.
 
 Each pair of ways runs interleaved call by call, in repeated blocks; reported: median [IQR] per call
 over all calls and the median [IQR] of per-block ratios (first way / second way). Writes
-``benchmarks/results/fit_speed{,_quick}.{json,md,png}``.
+``benchmarks/results/fit_speed{,_quick}.{json,md,png}`` (the PNG: the ratios of 1 and 2).
 
     python benchmarks/fit_speed.py [--quick]
 """
@@ -32,8 +35,10 @@ from torch import Tensor
 
 import mireg
 from mireg import mige
+from mireg.estimators import ScoreEstimator
 from mireg.linalg import cholesky_ex
 from mireg.testing import correlated_gaussians
+from mireg_kscore import expansion
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -72,10 +77,15 @@ def cholesky_row(n: int, stack: int, blocks: int) -> dict[str, Any]:
     return {"n": n, "stack": stack, **interleaved(ways, blocks, max(3, int(2e7 / n**3) + 3))}
 
 
+def whitened(name: str) -> ScoreEstimator:
+    """The registered score estimator ``name`` with the options MIGE builds it with (its ``whitened_options``)."""
+    return mireg.score_estimator(name, **mireg.registry.default_registry().get("score", name).cls.whitened_options)
+
+
 def stacked_row(name: str, m: int, blocks: int) -> dict[str, Any]:
     x, y = correlated_gaussians(m, 64, 0.5, torch.Generator().manual_seed(m))
     terms = [y, torch.cat([x, y], 1)]
-    estimator = mireg.score_estimator(name, **mireg.registry.default_registry().get("score", name).cls.whitened_options)
+    estimator = whitened(name)
     options: dict[str, Any] = {"calibrate": "affine", "landmarks": mige.DEFAULT_LANDMARKS}
 
     def fits(rows: int) -> Callable[[], list[Tensor]]:
@@ -93,6 +103,34 @@ def stacked_row(name: str, m: int, blocks: int) -> dict[str, Any]:
     return {"estimator": name, "m": m, **result}
 
 
+def evaluation_row(b: int, blocks: int) -> dict[str, Any]:
+    rows = torch.randn(b, 128, generator=torch.Generator().manual_seed(b))
+    estimator = mireg.score_estimator(
+        "kef", **mireg.registry.default_registry().get("score", "kef").cls.whitened_options
+    )
+    landmarks = rows[mige._landmark_rows(b, mige.DEFAULT_LANDMARKS, rows.device)]
+
+    def evaluate(block: int) -> Callable[[], Tensor]:
+        def run() -> Tensor:
+            expansion.EVALUATION_BLOCK = block
+            return estimator.score(landmarks, at=rows)
+
+        return run
+
+    default = expansion.EVALUATION_BLOCK
+    try:
+        result = interleaved({"blocks": evaluate(default), "at once": evaluate(b)}, blocks, 3)
+    finally:
+        expansion.EVALUATION_BLOCK = default
+    return {"b": b, "block": default, **result}
+
+
+def section(title: str, header: list[str], cells: list[list[str]]) -> list[str]:
+    """Lines of a Markdown table under ``title``."""
+    rows = ["| " + " | ".join(row) + " |" for row in cells]
+    return ["", title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *rows]
+
+
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
 
@@ -102,37 +140,37 @@ def markdown(result: dict[str, Any]) -> str:
     def ratio(q: dict[str, float]) -> str:
         return f"{q['median']:.2f} [{q['q1']:.2f}, {q['q3']:.2f}]"
 
+    def cells(rows: list[dict[str, Any]], keys: list[str], ways: list[str]) -> list[list[str]]:
+        return [
+            [*(str(row[k]) for k in keys), *(us(row["seconds"][w]) for w in ways), ratio(row["ratio"])] for row in rows
+        ]
+
+    block = result["evaluation"][0]["block"] if result["evaluation"] else "-"
     lines = [
         f"`{meta['command']}`",
         "",
         f"CPU, one torch thread, torch {meta['torch']}, load average {meta['load_before'][0]:.1f} before, "
         f"{meta['load_after'][0]:.1f} after, on {meta['cpus']} CPUs. µs per call: median [IQR] over all calls; "
         "ratios: median [IQR] of per-block ratios of medians, the two ways interleaved call by call.",
-        "",
-        "Cholesky of a random SPD matrix:",
-        "",
-        "| n | stack | torch µs | mireg µs | torch / mireg |",
-        "|---|---|---|---|---|",
+        *section(
+            "Cholesky of a random SPD matrix:",
+            ["n", "stack", "torch µs", "mireg µs", "torch / mireg"],
+            cells(result["cholesky"], ["n", "stack"], ["torch", "mireg"]),
+        ),
+        *section(
+            "MIGE's z term [M, 64] and joint term [M, 128], preconditioned, scored and calibrated "
+            f"(`preconditioned_scores`, landmarks {meta['landmarks']}): one stacked fit against two fits "
+            f"(MIGE stacks up to M = {meta['stacked_fit_rows']}):",
+            ["estimator", "M", "stacked µs", "separate µs", "stacked / separate"],
+            cells(result["stacked"], ["estimator", "m"], ["stacked", "separate"]),
+        ),
+        *section(
+            f"kef fitted on 512 landmark rows of a [B, 128] batch, evaluated at every row: in blocks of {block} "
+            "rows against all rows at once:",
+            ["B", "blocks µs", "at once µs", "blocks / at once"],
+            cells(result["evaluation"], ["b"], ["blocks", "at once"]),
+        ),
     ]
-    for row in result["cholesky"]:
-        s = row["seconds"]
-        lines.append(
-            f"| {row['n']} | {row['stack']} | {us(s['torch'])} | {us(s['mireg'])} | {ratio(row['ratio'])} |"
-        )
-    lines += [
-        "",
-        "MIGE's z term [M, 64] and joint term [M, 128], preconditioned, scored and calibrated "
-        f"(`preconditioned_scores`, landmarks {meta['landmarks']}): one stacked fit against two fits "
-        f"(MIGE stacks up to M = {meta['stacked_fit_rows']}):",
-        "",
-        "| estimator | M | stacked µs | separate µs | stacked / separate |",
-        "|---|---|---|---|---|",
-    ]
-    for row in result["stacked"]:
-        s = row["seconds"]
-        lines.append(
-            f"| {row['estimator']} | {row['m']} | {us(s['stacked'])} | {us(s['separate'])} | {ratio(row['ratio'])} |"
-        )
     return "\n".join(lines) + "\n"
 
 
@@ -178,6 +216,7 @@ def main() -> None:
     load_before = os.getloadavg()
     cholesky = [cholesky_row(n, stack, blocks) for n in sizes for stack in (1, 2)]
     stacked = [stacked_row(name, m, blocks) for name in ("kef", "ssge", "stein") for m in batches]
+    evaluation = [evaluation_row(b, blocks) for b in ([2048] if args.quick else [2048, 8192])]
     meta = {
         "command": " ".join(["python", "benchmarks/fit_speed.py", *sys.argv[1:]]),
         "torch": torch.__version__,
@@ -187,7 +226,7 @@ def main() -> None:
         "landmarks": mige.DEFAULT_LANDMARKS,
         "stacked_fit_rows": mige.STACKED_FIT_ROWS,
     }
-    result = {"meta": meta, "cholesky": cholesky, "stacked": stacked}
+    result = {"meta": meta, "cholesky": cholesky, "stacked": stacked, "evaluation": evaluation}
     stem = "fit_speed" + ("_quick" if args.quick else "")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
