@@ -104,9 +104,9 @@ def _build_score(
 def _standardise(samples: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     """``samples`` ``[M, d]`` standardised per coordinate: ``(standardised [M, d], std [d], constant)``.
 
-    ``std`` holds the standard deviations in the units of ``samples`` (1 for a constant coordinate),
-    ``constant`` ``[d]`` masks the constant coordinates (``None`` when there is none: no masking pass
-    then), which are exactly 0 in ``standardised``. The moments are taken of the samples divided by
+    ``std`` holds the standard deviations in the units of ``samples`` (a positive stand-in for a
+    constant coordinate, whose score is 0), ``constant`` ``[d]`` masks the constant coordinates
+    (``None`` when there is none: no masking pass then), which are exactly 0 in ``standardised``. The moments are taken of the samples divided by
     their largest |value| per coordinate, which can neither overflow nor underflow.
     """
     peak = samples.abs().amax(0).clamp_min_(torch.finfo(samples.dtype).tiny)

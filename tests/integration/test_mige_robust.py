@@ -73,7 +73,7 @@ def test_the_paper_setting_refuses_scales_a_kernel_cannot_resolve() -> None:
 
 
 def test_samples_whose_deviations_overflow_float32_are_standardised_exactly() -> None:
-    # Finite values whose deviations from the mean (4.5e38) exceed the float32 range (3.4e38): the moments are
+    # Finite values whose deviations from the mean (4e38) exceed the float32 range (3.4e38): the moments are
     # taken in units of each coordinate's largest |value|, so the score is that of the samples scaled by an exact
     # power of two, scaled back (a score is 1/scale: ~1e-39, float32 subnormals, hence rtol 1e-4).
     z = torch.tensor([3e38, -3e38, -3e38, -1e38] * 8).view(32, 1).repeat(1, 2) * torch.tensor([1.0, -0.5])
