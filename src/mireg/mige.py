@@ -106,8 +106,9 @@ def _standardise(samples: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
 
     ``std`` holds the standard deviations in the units of ``samples`` (a positive stand-in for a
     constant coordinate, whose score is 0), ``constant`` ``[d]`` masks the constant coordinates
-    (``None`` when there is none: no masking pass then), which are exactly 0 in ``standardised``. The moments are taken of the samples divided by
-    their largest |value| per coordinate, which can neither overflow nor underflow.
+    (``None`` when there is none: no masking pass then), which are exactly 0 in ``standardised``.
+    The moments are taken of the samples divided by their largest |value| per coordinate, which can
+    neither overflow nor underflow.
     """
     peak = samples.abs().amax(0).clamp_min_(torch.finfo(samples.dtype).tiny)
     scaled = samples / peak
