@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from mige_speed import interleaved
 from torch import Tensor
 
 import mireg
@@ -41,31 +40,6 @@ from mireg.testing import correlated_gaussians
 from mireg_kscore import expansion
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def quartiles(values: list[float]) -> dict[str, float]:
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return {"median": median, "q1": q1, "q3": q3}
-
-
-def interleaved(ways: dict[str, Callable[[], object]], blocks: int, calls: int) -> dict[str, Any]:
-    """Seconds per call of two ``ways`` run alternately, and per-block ratios of medians (first / second)."""
-    names = list(ways)
-    for way in ways.values():  # warm-up
-        way()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    ratios = []
-    for block in range(blocks):
-        block_times: dict[str, list[float]] = {name: [] for name in names}
-        for _ in range(calls):
-            for name in names[block % 2 :] + names[: block % 2]:
-                start = time.perf_counter()
-                ways[name]()
-                block_times[name].append(time.perf_counter() - start)
-        for name in names:
-            times[name].extend(block_times[name])
-        ratios.append(statistics.median(block_times[names[0]]) / statistics.median(block_times[names[1]]))
-    return {"seconds": {name: quartiles(t) for name, t in times.items()}, "ratio": quartiles(ratios)}
 
 
 def cholesky_row(n: int, stack: int, blocks: int) -> dict[str, Any]:

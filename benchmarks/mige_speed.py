@@ -86,6 +86,26 @@ def quartiles(values: list[float]) -> dict[str, float]:
     return {"median": median, "q1": q1, "q3": q3}
 
 
+def interleaved(ways: dict[str, Callable[[], object]], blocks: int, calls: int) -> dict[str, Any]:
+    """Seconds per call of two ``ways`` run alternately, and per-block ratios of medians (first / second)."""
+    names = list(ways)
+    for way in ways.values():  # warm-up
+        way()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    ratios = []
+    for block in range(blocks):
+        block_times: dict[str, list[float]] = {name: [] for name in names}
+        for _ in range(calls):
+            for name in names[block % 2 :] + names[: block % 2]:
+                start = time.perf_counter()
+                ways[name]()
+                block_times[name].append(time.perf_counter() - start)
+        for name in names:
+            times[name].extend(block_times[name])
+        ratios.append(statistics.median(block_times[names[0]]) / statistics.median(block_times[names[1]]))
+    return {"seconds": {name: quartiles(t) for name, t in times.items()}, "ratio": quartiles(ratios)}
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -143,18 +163,11 @@ def call_growth(small: int, large: int, blocks: int, device: torch.device, calls
         mi(x, z.requires_grad_()).backward()
         synchronize(device)
 
-    call(small)
-    call(large)
-    ratios = []
-    for _ in range(blocks):
-        seconds: dict[int, list[float]] = {small: [], large: []}
-        for _ in range(calls):
-            for b in (small, large):
-                start = time.perf_counter()
-                call(b)
-                seconds[b].append(time.perf_counter() - start)
-        ratios.append(statistics.median(seconds[large]) / statistics.median(seconds[small]))
-    return {"from": small, "to": large, "ratio": quartiles(ratios)}
+    return {
+        "from": small,
+        "to": large,
+        **interleaved({"large": lambda: call(large), "small": lambda: call(small)}, blocks, calls),
+    }
 
 
 def accuracy(batch: int, seeds: int, exact: bool) -> dict[str, dict[str, float]]:
